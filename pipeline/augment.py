@@ -1,0 +1,252 @@
+"""Augmentation and synthesis for training the ``default`` digit model (seeded numpy + cv2).
+
+Everything works on (28, 28) uint8 digits, white ink on black, drawn into a 44x44 canvas so
+warps do not cut strokes off, and ends with ``reframe_digit`` so that training digits look
+exactly like what the pipeline feeds the model.
+
+* ``argentine_one``: adds the long diagonal up-stroke ("flag") Argentine writers put on a 1.
+* ``crossed_seven``: adds a horizontal bar through the stem of a 7.
+* ``distort``: rotation, shear/slant, independent x/y scale, stroke thickness (dilate/erode),
+  elastic distortion, broken strokes, cell-line fragments near the digit.
+* ``junk``: not-a-digit images (class ``NOT_A_DIGIT``): blobs, dashes, specks, line corners.
+* ``augmented_epoch``: one augmented copy of a training set plus ~10% junk.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.errors import BadInput
+from pipeline.reframe import reframe_digit
+
+NOT_A_DIGIT = 10
+CANVAS = 44
+PAD = (CANVAS - 28) // 2
+
+
+def to_canvas(digit: np.ndarray) -> np.ndarray:
+    """(28, 28) uint8 -> (44, 44) float32 with the digit in the middle."""
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    canvas[PAD : PAD + 28, PAD : PAD + 28] = digit
+    return canvas
+
+
+def _ink_box(canvas: np.ndarray, level: float = 64.0) -> tuple[int, int, int, int] | None:
+    rows = np.flatnonzero((canvas > level).any(axis=1))
+    cols = np.flatnonzero((canvas > level).any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def _line(canvas: np.ndarray, p0, p1, thickness: int, value: float = 255.0) -> None:
+    """Anti-aliased line in place (coordinates in pixels, x then y), with sub-pixel shift."""
+    shift = 4
+    scale = 1 << shift
+    a = (int(round(p0[0] * scale)), int(round(p0[1] * scale)))
+    b = (int(round(p1[0] * scale)), int(round(p1[1] * scale)))
+    layer = np.zeros_like(canvas)
+    cv2.line(layer, a, b, float(value), int(thickness), cv2.LINE_AA, shift)
+    np.maximum(canvas, layer, out=canvas)
+
+
+def argentine_one(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add a long up-stroke from the top of a 1 going down-left (in place; returns canvas)."""
+    box = _ink_box(canvas)
+    if box is None:
+        return canvas
+    top, bottom, _, _ = box
+    height = bottom - top + 1
+    top_cols = np.flatnonzero(canvas[top : top + 2].max(axis=0) > 64)
+    x_top = float(top_cols.mean())
+    length = height * rng.uniform(0.4, 0.7)
+    angle = np.deg2rad(rng.uniform(25, 65))  # below the horizontal, towards the left
+    end = (x_top - length * np.cos(angle), top + length * np.sin(angle))
+    _line(canvas, (x_top, top + 0.5), end, int(rng.integers(2, 4)))
+    if rng.random() < 0.2:  # a foot serif as well
+        half = height * rng.uniform(0.15, 0.3)
+        x_bottom = float(np.flatnonzero(canvas[bottom - 1 : bottom + 1].max(axis=0) > 64).mean())
+        _line(canvas, (x_bottom - half, bottom), (x_bottom + half, bottom), int(rng.integers(2, 4)))
+    return canvas
+
+
+def crossed_seven(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add a horizontal bar through the middle of a 7's stem (in place; returns canvas)."""
+    box = _ink_box(canvas)
+    if box is None:
+        return canvas
+    top, bottom, left, right = box
+    height, width = bottom - top + 1, right - left + 1
+    row = int(round(top + height * rng.uniform(0.45, 0.62)))
+    cols = np.flatnonzero(canvas[row] > 64)
+    if cols.size == 0:
+        return canvas
+    centre = float(cols.mean())
+    half = max(width, 0.6 * height) * rng.uniform(0.22, 0.38)
+    tilt = rng.uniform(-1.5, 1.5)
+    _line(canvas, (centre - half, row - tilt), (centre + half, row + tilt), int(rng.integers(2, 4)))
+    return canvas
+
+
+def _affine(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rotation +-15 deg, shear +-0.35, x/y scale 0.75..1.25 about the canvas centre."""
+    centre = (CANVAS - 1) / 2
+    angle = np.deg2rad(rng.uniform(-15, 15))
+    shear = rng.uniform(-0.35, 0.35)
+    sx, sy = rng.uniform(0.75, 1.2), rng.uniform(0.8, 1.25)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    linear = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([sx, sy])
+    offset = np.array([centre, centre]) - linear @ np.array([centre, centre])
+    matrix = np.hstack([linear, offset[:, None]]).astype(np.float32)
+    return cv2.warpAffine(canvas, matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+
+
+def _elastic(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Simard-style elastic distortion: smoothed random displacement field, ~1-2 px."""
+    sigma = rng.uniform(3.5, 5.0)
+    alpha = rng.uniform(20, 40)
+    dx = cv2.GaussianBlur(rng.uniform(-1, 1, canvas.shape).astype(np.float32), (0, 0), sigma)
+    dy = cv2.GaussianBlur(rng.uniform(-1, 1, canvas.shape).astype(np.float32), (0, 0), sigma)
+    ys, xs = np.indices(canvas.shape, dtype=np.float32)
+    return cv2.remap(canvas, xs + alpha * dx, ys + alpha * dy, cv2.INTER_LINEAR)
+
+
+def _thickness(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Thicker (dilate) or thinner (erode) strokes."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(2, 4)),) * 2)
+    if rng.random() < 0.6:
+        return cv2.dilate(canvas, kernel)
+    thinner = cv2.erode(canvas, np.ones((2, 2), np.uint8))
+    return thinner if (thinner > 128).sum() > 25 else canvas
+
+
+def _break_strokes(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Erase one or two short thin lines across the ink: gaps as from a dry pen or a scan."""
+    box = _ink_box(canvas)
+    if box is None:
+        return canvas
+    top, bottom, left, right = box
+    for _ in range(int(rng.integers(1, 3))):
+        x, y = rng.uniform(left, right), rng.uniform(top, bottom)
+        angle = rng.uniform(0, np.pi)
+        half = rng.uniform(2, 5)
+        dx, dy = half * np.cos(angle), half * np.sin(angle)
+        mask = np.zeros_like(canvas)
+        _line(mask, (x - dx, y - dy), (x + dx, y + dy), 1, 1.0)
+        canvas = canvas * (1.0 - mask)
+    return canvas
+
+
+def _cell_line_fragment(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A short, thin, possibly faint piece of a form's cell line just beside the digit."""
+    box = _ink_box(canvas)
+    if box is None:
+        return canvas
+    top, bottom, left, right = box
+    value = rng.uniform(90, 255)
+    gap = rng.uniform(1, 3)
+    if rng.random() < 0.5:  # horizontal, above or below
+        y = top - gap if rng.random() < 0.5 else bottom + gap
+        span = (right - left) * rng.uniform(0.3, 0.9)
+        x0 = rng.uniform(left - 2, right - span + 2)
+        _line(canvas, (x0, y), (x0 + span, y), 1, value)
+    else:  # vertical, left or right
+        x = left - gap if rng.random() < 0.5 else right + gap
+        span = (bottom - top) * rng.uniform(0.2, 0.5)
+        y0 = top if rng.random() < 0.5 else bottom - span
+        _line(canvas, (x, y0), (x, y0 + span), 1, value)
+    return canvas
+
+
+def distort(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random mix of the distortions above, on a (44, 44) float32 canvas."""
+    if rng.random() < 0.9:
+        canvas = _affine(canvas, rng)
+    if rng.random() < 0.5:
+        canvas = _elastic(canvas, rng)
+    if rng.random() < 0.4:
+        canvas = _thickness(canvas, rng)
+    if rng.random() < 0.12:
+        canvas = _break_strokes(canvas, rng)
+    if rng.random() < 0.1:
+        canvas = _cell_line_fragment(canvas, rng)
+    return canvas
+
+
+def _shift(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Off-centre by up to 2 px, as an imperfect crop would be."""
+    dx, dy = rng.integers(-2, 3, size=2)
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(digit, matrix, (28, 28), flags=cv2.INTER_NEAREST)
+
+
+def junk(rng: np.random.Generator) -> np.ndarray:
+    """One not-a-digit image, reframed: (28, 28) uint8."""
+    canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    kind = rng.integers(0, 5)
+    centre = np.array([CANVAS / 2, CANVAS / 2]) + rng.uniform(-4, 4, size=2)
+    if kind == 0:  # blob: filled ellipse
+        axes = (int(rng.integers(3, 12)), int(rng.integers(3, 12)))
+        cv2.ellipse(
+            canvas, tuple(int(v) for v in centre), axes, rng.uniform(0, 180), 0, 360, 255.0, -1
+        )
+    elif kind == 1:  # dash: near-horizontal stroke
+        length = rng.uniform(8, 30)
+        angle = np.deg2rad(rng.uniform(-25, 25))
+        d = 0.5 * length * np.array([np.cos(angle), np.sin(angle)])
+        _line(canvas, centre - d, centre + d, int(rng.integers(1, 5)))
+    elif kind == 2:  # speck or a few specks
+        for _ in range(int(rng.integers(1, 4))):
+            spot = centre + rng.uniform(-6, 6, size=2)
+            cv2.circle(canvas, tuple(int(v) for v in spot), int(rng.integers(1, 4)), 255.0, -1)
+    elif kind == 3:  # corner of a cell: two thin lines at a right angle
+        a, b = rng.uniform(10, 25), rng.uniform(10, 25)
+        sx, sy = rng.choice([-1, 1]), rng.choice([-1, 1])
+        _line(canvas, centre, centre + np.array([sx * a, 0.0]), int(rng.integers(1, 3)))
+        _line(canvas, centre, centre + np.array([0.0, sy * b]), int(rng.integers(1, 3)))
+    else:  # smudge: blurred irregular blob
+        for _ in range(int(rng.integers(2, 5))):
+            spot = centre + rng.uniform(-5, 5, size=2)
+            cv2.circle(canvas, tuple(int(v) for v in spot), int(rng.integers(2, 6)), 255.0, -1)
+        canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.8, 2.0))
+    if rng.random() < 0.5:
+        canvas = _elastic(canvas, rng)
+    try:
+        return reframe_digit(canvas)
+    except BadInput:
+        return junk(rng)
+
+
+def augment_digit(digit: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+    """One augmented, reframed version of a (28, 28) uint8 digit with the given label."""
+    canvas = to_canvas(digit)
+    if label == 1 and rng.random() < 0.5:
+        canvas = argentine_one(canvas, rng)
+    elif label == 7 and rng.random() < 0.35:
+        canvas = crossed_seven(canvas, rng)
+    canvas = distort(canvas, rng)
+    try:
+        out = reframe_digit(canvas)
+    except BadInput:
+        return digit
+    if rng.random() < 0.25:
+        out = _shift(out, rng)
+    return out
+
+
+def augmented_epoch(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, junk_share: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus ``junk_share * N`` junk images.
+
+    Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + round(junk_share * N).
+    """
+    n_junk = int(round(junk_share * len(x)))
+    out = np.zeros((len(x) + n_junk, 28, 28), np.uint8)
+    for index in range(len(x)):
+        out[index] = augment_digit(x[index], int(y[index]), rng)
+    for index in range(len(x), len(out)):
+        out[index] = junk(rng)
+    labels = np.concatenate([np.asarray(y, np.int32), np.full(n_junk, NOT_A_DIGIT, np.int32)])
+    return out, labels
