@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 from sqlalchemy import Connection, text
 
 from db.models import COUNT_TYPES, ELECTION_TYPES, VOTE_TYPES
@@ -103,6 +104,13 @@ CREATE TEMP TABLE import_staging (
     agrupacion_id int, agrupacion_nombre text, lista_numero text, lista_nombre text,
     votos_tipo text, votos_cantidad int
 ) ON COMMIT DROP
+"""
+
+# Empty text fields stay "" (not NULL) so names and lista_numero compare as published.
+_COPY = """
+COPY import_staging FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (
+    distrito_nombre, seccionprovincial_nombre, seccion_nombre, circuito_nombre, mesa_tipo,
+    cargo_nombre, agrupacion_nombre, lista_numero, lista_nombre))
 """
 
 _MERGE = [
@@ -223,11 +231,20 @@ class _CopySource(io.RawIOBase):
     def __init__(self, lines: Iterator[str]):
         self._lines = lines
         self._buffer = b""
+        #: What went wrong while producing lines (psycopg2 hides it behind QueryCanceled).
+        self.error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        try:
+            return self._read(size)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def _read(self, size: int) -> bytes:
         while size < 0 or len(self._buffer) < size:
             chunk = "".join(line for _, line in zip(range(2000), self._lines, strict=False))
             if not chunk:
@@ -325,13 +342,13 @@ def import_results(
         assert raw is not None
         with raw.cursor() as cursor:
             for file_no, path in enumerate(paths):
-                lines = _staging_lines(path, file_no, stats, rejects, progress)
-                cursor.copy_expert(
-                    "COPY import_staging FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL ("
-                    "distrito_nombre, seccionprovincial_nombre, seccion_nombre, circuito_nombre,"
-                    " mesa_tipo, cargo_nombre, agrupacion_nombre, lista_numero, lista_nombre))",
-                    _CopySource(lines),
-                )
+                source = _CopySource(_staging_lines(path, file_no, stats, rejects, progress))
+                try:
+                    cursor.copy_expert(_COPY, source)
+                except psycopg2.Error:
+                    if source.error is not None:
+                        raise source.error from None
+                    raise
         duplicate = connection.execute(text(_CONFLICTING_DUPLICATES)).first()
         if duplicate is not None:
             (first_file, first), (second_file, second), *key = duplicate

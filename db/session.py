@@ -44,3 +44,10 @@ def transaction(url: str) -> Iterator[Session]:
     factory = sessionmaker(get_engine(url), expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def dispose_all() -> None:
+    """Close every pooled connection of this process (tests dropping databases)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
