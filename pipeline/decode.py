@@ -1,0 +1,500 @@
+"""Decoding: digit probabilities -> a number with a calibrated confidence, flags, and the sum rule.
+
+``decode_number(probs)`` turns the (k, C) class probabilities of a cell's k digit pieces into a
+``NumberReading``: the most probable digit string, its probability (``confidence``, after
+temperature calibration), the next most probable readings (``alternatives``) and ``flags``.
+
+Confidence = probability that the WHOLE number is right: the probability of the best digit
+string, i.e. the product of the per-piece probabilities of its outcomes (summed over the piece
+outcomes that give the same string when the model has the "not a digit" class, index 10, whose
+pieces are dropped from the string). Softmax outputs are over-confident on unfamiliar
+handwriting, so the per-piece probabilities are first temperature-scaled: p_T ∝ p^(1/T), T fitted
+on synthetic numbers (``fit_temperature``; ``bench/bench_numbers.py`` reports the fit and a
+reliability table).
+
+Empty cells: a cell with no digit (no ink, or every piece judged "not a digit") reads value 0
+with flag EMPTY (informational, not a reason to review). The official data records 0 for such
+cells, and the sum rule counts them as a certain 0.
+
+The sum rule (``apply_sum_rule``): a column's rows must add up to its total, which must equal the
+header's sobres; ``apply_header_rule``: votantes - sobres = diferencia. When the best readings
+break an equation, alternatives are searched (each cell's top readings; fewest changed cells
+first, at most ``max_changes`` changed cells) for the most probable consistent set. A correction
+is accepted only when its posterior probability is >= ``min_posterior`` under this model:
+
+    prior:   with prob. 1 - eps the written numbers satisfy the equation, with eps they do not
+             (a writer's arithmetic slip). Among N_eff plausible values of the checked sum, a
+             random misreading satisfies the equation with chance ~1/N_eff, so a consistent
+             reading gains a factor CONSISTENCY_WEIGHT = (1 - eps) / eps * N_eff.
+    posterior(h) = W * P(h) / (W * Z_consistent + Z_all)
+
+where P(h) is the product of the cells' reading probabilities, Z_consistent sums P over the
+consistent readings found with up to ``max_changes + 1`` changes, and Z_all sums P over every
+combination of the cells' alternatives (no equation). With eps = 0.02 and N_eff = 40 (sums of
+two-to-three digit counts spread over a few hundred values, but misreadings cluster), W = 2000.
+A correction then needs the changed cell's alternative to be at least ~1% as probable as its
+best reading AND no rival correction of similar probability: two independent misreadings in
+one column are refused (SUM_MISMATCH), not guessed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import numpy as np
+
+from pipeline.errors import BadInput
+
+NOT_A_DIGIT = 10  # index of the optional 11th class ("not a digit"); matches pipeline.model
+DEFAULT_TEMPERATURE = 1.0
+LOW_CONFIDENCE = 0.9  # below this a reading is flagged for review
+ILLEGIBLE_BELOW = 0.3  # below this there is no usable best reading: value None
+MAX_DIGITS = 4  # more pieces than this is not a count (0..~3,000): ILLEGIBLE
+TOP_PER_PIECE = 4  # outcomes per piece considered when listing alternatives
+TOP_ALTERNATIVES = 10
+CONSISTENCY_WEIGHT = 2000.0
+MIN_POSTERIOR = 0.95
+
+
+class Flag(StrEnum):
+    EMPTY = "EMPTY"
+    ILLEGIBLE = "ILLEGIBLE"
+    LOW_CONFIDENCE = "LOW_CONFIDENCE"
+    STRUCK_THROUGH = "STRUCK_THROUGH"
+    SUM_MISMATCH = "SUM_MISMATCH"
+    CORRECTED_BY_SUM = "CORRECTED_BY_SUM"
+    HEADER_MISMATCH = "HEADER_MISMATCH"
+
+
+# Flags that mean "a person must look at this cell"; EMPTY and CORRECTED_BY_SUM only inform.
+REVIEW_FLAGS = frozenset(
+    {
+        Flag.ILLEGIBLE,
+        Flag.LOW_CONFIDENCE,
+        Flag.STRUCK_THROUGH,
+        Flag.SUM_MISMATCH,
+        Flag.HEADER_MISMATCH,
+    }
+)
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """The reading of one cell.
+
+    value: the number (None when ILLEGIBLE); text: its digit string ("" when EMPTY, None when
+    ILLEGIBLE); confidence: calibrated probability that value is right, 0..1;
+    digit_probs: (k, C) float calibrated class probabilities of the k digit pieces;
+    alternatives: ((text, probability), ...) most probable digit strings, best first;
+    flags: frozenset of Flag.
+    """
+
+    value: int | None
+    text: str | None
+    confidence: float
+    digit_probs: np.ndarray
+    alternatives: tuple[tuple[str, float], ...]
+    flags: frozenset[Flag] = field(default_factory=frozenset)
+
+    @property
+    def accepted(self) -> bool:
+        """True when the value may be used without a person looking at it."""
+        return self.value is not None and not (self.flags & REVIEW_FLAGS)
+
+    def value_table(self) -> dict[int, float]:
+        """Alternatives aggregated by integer value: {value: probability}. EMPTY -> {0: 1}."""
+        if Flag.EMPTY in self.flags:
+            return {0: 1.0}
+        table: dict[int, float] = {}
+        for text, probability in self.alternatives:
+            value = int(text) if text else 0
+            table[value] = table.get(value, 0.0) + probability
+        return table
+
+
+def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities: p_T ∝ p^(1/T) row-wise. (k, C) -> (k, C) float64."""
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    scaled = np.exp(logp)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def _piece_outcomes(row: np.ndarray, top: int) -> list[tuple[str, float]]:
+    """Top outcomes of one piece as (string, probability); "not a digit" is the empty string."""
+    order = np.argsort(-row)[:top]
+    return [("" if c == NOT_A_DIGIT else str(int(c)), float(row[c])) for c in order]
+
+
+def string_alternatives(probs: np.ndarray, top: int = TOP_ALTERNATIVES) -> list[tuple[str, float]]:
+    """(k, C) calibrated probabilities -> the ``top`` most probable digit strings with their
+    probabilities (product over pieces of their outcomes' probabilities, summed per string)."""
+    per_piece = [_piece_outcomes(row, TOP_PER_PIECE) for row in probs]
+    totals: dict[str, float] = {}
+    for combo in itertools.product(*per_piece):
+        text = "".join(part for part, _ in combo)
+        probability = math.prod(p for _, p in combo)
+        totals[text] = totals.get(text, 0.0) + probability
+    return sorted(totals.items(), key=lambda item: -item[1])[:top]
+
+
+def decode_number(
+    probs: np.ndarray,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+    struck_through: bool = False,
+    low_confidence: float = LOW_CONFIDENCE,
+    max_digits: int = MAX_DIGITS,
+) -> NumberReading:
+    """Digit pieces' class probabilities -> NumberReading.
+
+    probs: (k, C) float, rows are the pieces left to right, C = 10 or 11 (index 10 = "not a
+    digit"); k = 0 means an empty cell. temperature: calibration (see module docstring).
+    struck_through: from the segmentation; adds STRUCK_THROUGH (review).
+    """
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 2 or (probs.shape[0] and probs.shape[1] not in (10, 11)):
+        raise BadInput(f"digit probabilities must be (k, 10|11), got shape {probs.shape}")
+    flags: set[Flag] = {Flag.STRUCK_THROUGH} if struck_through else set()
+    if probs.shape[0] == 0:
+        return NumberReading(0, "", 1.0, probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
+    calibrated = calibrate(probs, temperature)
+    if probs.shape[0] > max_digits:
+        return NumberReading(None, None, 0.0, calibrated, (), frozenset(flags | {Flag.ILLEGIBLE}))
+    alternatives = tuple(string_alternatives(calibrated))
+    text, confidence = alternatives[0]
+    if text == "":
+        flags.add(Flag.EMPTY)
+    if confidence < ILLEGIBLE_BELOW:
+        flags.add(Flag.ILLEGIBLE)
+        return NumberReading(None, None, confidence, calibrated, alternatives, frozenset(flags))
+    if confidence < low_confidence:
+        flags.add(Flag.LOW_CONFIDENCE)
+    value = int(text) if text else 0
+    return NumberReading(value, text, confidence, calibrated, alternatives, frozenset(flags))
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def number_confidence(probs: np.ndarray, temperature: float) -> float:
+    """Confidence decode_number would give (k, C) probabilities at this temperature."""
+    return decode_number(probs, temperature=temperature).confidence
+
+
+def fit_temperature(
+    probs_list: Sequence[np.ndarray], correct: Sequence[bool], grid: np.ndarray | None = None
+) -> float:
+    """Temperature minimising the negative log-likelihood of ``correct`` (was the number read
+    right?) under the whole-number confidence. probs_list: per number its (k, C) raw
+    probabilities; correct: per number True/False. Grid search (T in 0.5..4 by default)."""
+    grid = np.round(np.arange(0.5, 4.01, 0.05), 2) if grid is None else grid
+    correct_arr = np.asarray(correct, bool)
+    best, best_nll = 1.0, math.inf
+    for temperature in grid:
+        conf = np.array([number_confidence(p, float(temperature)) for p in probs_list])
+        conf = np.clip(conf, 1e-6, 1 - 1e-6)
+        nll = -np.mean(np.where(correct_arr, np.log(conf), np.log(1 - conf)))
+        if nll < best_nll:
+            best, best_nll = float(temperature), float(nll)
+    return best
+
+
+def reliability(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    edges: Sequence[float] = (0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0),
+) -> tuple[list[dict], float]:
+    """Reliability table: per confidence bin [lo, hi) (last bin closed) the count, mean
+    confidence and accuracy; plus the expected calibration error (count-weighted |gap|)."""
+    conf = np.asarray(confidence, float)
+    right = np.asarray(correct, bool)
+    rows, ece = [], 0.0
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        inside = (conf >= lo) & ((conf <= hi) if last else (conf < hi))
+        n = int(inside.sum())
+        if n == 0:
+            continue
+        mean_conf, accuracy = float(conf[inside].mean()), float(right[inside].mean())
+        rows.append({"lo": lo, "hi": hi, "n": n, "confidence": mean_conf, "accuracy": accuracy})
+        ece += n * abs(mean_conf - accuracy)
+    return rows, ece / max(1, conf.size)
+
+
+# --------------------------------------------------------------------------- sum rule
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    value: int
+    ratio: float  # probability relative to the cell's baseline (its best reading)
+    changes: int  # cells changed from their best reading
+
+
+def _candidates(table: dict[int, float]) -> tuple[int | None, list[_Candidate], float]:
+    """(best value, candidates incl. best, unconstrained mass relative to best)."""
+    if not table:
+        return None, [], 0.0
+    best = max(table, key=table.get)
+    top = table[best]
+    cands = [_Candidate(v, p / top, int(v != best)) for v, p in table.items()]
+    return best, cands, sum(table.values()) / top
+
+
+def _merged_total(total: NumberReading, sobres: NumberReading | None):
+    """The checked sum as one variable: total cell (and sobres cell, which must agree)."""
+    total_best, total_cands, total_mass = _candidates(total.value_table())
+    if sobres is None:
+        return total_best, total_cands, total_mass
+    sob_table = sobres.value_table()
+    sob_best, _, sob_mass = _candidates(sob_table)
+    if total_best is None or sob_best is None:
+        return None, [], 0.0
+    tot_table = total.value_table()
+    base = tot_table[total_best] * sob_table[sob_best]
+    cands = [
+        _Candidate(v, tot_table[v] * sob_table[v] / base, int(v != total_best) + int(v != sob_best))
+        for v in tot_table
+        if v in sob_table
+    ]
+    best = total_best if total_best == sob_best else None
+    return best, cands, total_mass * sob_mass
+
+
+@dataclass(frozen=True)
+class _Solution:
+    values: list[int]  # one per variable
+    posterior: float
+    changes: int
+    consistent_as_read: bool
+    found: bool
+
+
+def _solve(
+    variables: list[tuple[int | None, list[_Candidate], float]],
+    coefficients: list[int],
+    max_changes: int,
+    weight: float,
+) -> _Solution:
+    """Most probable assignment with sum(coef * value) == 0 and <= max_changes changed cells.
+
+    variables: per variable (best value or None, candidates, relative unconstrained mass).
+    Enumerates every assignment with up to max_changes + 1 changed cells (for Z_consistent).
+    """
+    z_all = math.prod(mass for _, _, mass in variables)
+    bests = [best for best, _, _ in variables]
+    free = [i for i, best in enumerate(bests) if best is None]  # must take a candidate
+    if any(not cands for _, cands, _ in variables) or len(free) > 1:
+        return _Solution([], 0.0, 0, False, False)
+    limit = max_changes + 1
+    base = sum(c * (b or 0) for c, b in zip(coefficients, bests, strict=True))
+    # per variable: delta -> list of (ratio, value, changes) for its non-best candidates
+    deltas: list[dict[int, list[tuple[float, int, int]]]] = []
+    for i, (best, cands, _) in enumerate(variables):
+        table: dict[int, list[tuple[float, int, int]]] = {}
+        for cand in cands:
+            if best is not None and cand.value == best:
+                continue
+            delta = coefficients[i] * (cand.value - (best or 0))
+            table.setdefault(delta, []).append((cand.ratio, cand.value, cand.changes))
+        deltas.append(table)
+
+    z_cons = 0.0
+    best_h: tuple[float, dict[int, int], int] | None = None
+    consistent_as_read = not free and base == 0
+
+    def consider(ratio: float, picks: dict[int, int], changes: int) -> None:
+        nonlocal z_cons, best_h
+        if changes > limit:
+            return
+        z_cons += ratio
+        if changes <= max_changes and (best_h is None or ratio > best_h[0]):
+            best_h = (ratio, picks, changes)
+
+    others = [i for i in range(len(variables)) if i not in free]
+    if free:
+        (f,) = free
+        starts = [(r, {f: v}, ch, d) for d, lst in deltas[f].items() for r, v, ch in lst]
+    else:
+        starts = [(1.0, {}, 0, 0)]
+    for ratio0, picks0, changes0, delta0 in starts:
+        need = -(base + delta0)
+        if need == 0:
+            consider(ratio0, picks0, changes0)
+        for a_pos, i in enumerate(others):
+            for r, v, ch in deltas[i].get(need, []):
+                consider(ratio0 * r, {**picks0, i: v}, changes0 + ch)
+            if changes0 + 2 > limit:
+                continue
+            for j in others[a_pos + 1 :]:
+                for d, lst in deltas[i].items():
+                    rest = deltas[j].get(need - d)
+                    if not rest:
+                        continue
+                    for r1, v1, c1 in lst:
+                        for r2, v2, c2 in rest:
+                            consider(ratio0 * r1 * r2, {**picks0, i: v1, j: v2}, changes0 + c1 + c2)
+    if best_h is None:
+        return _Solution([], 0.0, 0, consistent_as_read, False)
+    ratio, picks, changes = best_h
+    posterior = weight * ratio / (weight * z_cons + z_all)
+    values = [picks.get(i, bests[i]) for i in range(len(variables))]
+    return _Solution(values, posterior, changes, consistent_as_read, True)
+
+
+@dataclass(frozen=True)
+class SumRuleResult:
+    """Outcome of a rule on one column (or the header).
+
+    readings: the cells in the order given (rows..., total[, sobres]) with values/flags updated.
+    flags: the column's flags: {CORRECTED_BY_SUM} when a correction was made, {SUM_MISMATCH}
+    (or HEADER_MISMATCH for the header) when no clearly most probable consistent reading exists,
+    empty when the readings as read satisfy the rule.
+    posterior: probability of the returned readings under the rule (0 when unresolved).
+    changed: indices into ``readings`` of the cells whose value was changed.
+    """
+
+    readings: list[NumberReading]
+    flags: frozenset[Flag]
+    posterior: float
+    changed: tuple[int, ...]
+    n_rows: int = 0
+
+    @property
+    def rows(self) -> list[NumberReading]:
+        """The column's non-total rows (apply_sum_rule)."""
+        return self.readings[: self.n_rows]
+
+    @property
+    def total(self) -> NumberReading:
+        """The total cell (apply_sum_rule)."""
+        return self.readings[self.n_rows]
+
+
+def _with_value(reading: NumberReading, value: int, confidence: float) -> NumberReading:
+    flags = (reading.flags - {Flag.LOW_CONFIDENCE, Flag.ILLEGIBLE, Flag.EMPTY}) | {
+        Flag.CORRECTED_BY_SUM
+    }
+    return replace(
+        reading, value=value, text=str(value), confidence=confidence, flags=frozenset(flags)
+    )
+
+
+def _confirmed(reading: NumberReading, posterior: float, low_confidence: float) -> NumberReading:
+    """A reading the rule confirms: its confidence is at least the joint posterior."""
+    confidence = max(reading.confidence, posterior)
+    flags = reading.flags
+    if confidence >= low_confidence:
+        flags = flags - {Flag.LOW_CONFIDENCE}
+    return replace(reading, confidence=confidence, flags=frozenset(flags))
+
+
+def _apply(
+    cells: list[NumberReading],
+    variables: list,
+    coefficients: list[int],
+    mismatch: Flag,
+    expand: list[list[int]],
+    *,
+    max_changes: int,
+    weight: float,
+    min_posterior: float,
+    low_confidence: float,
+    n_rows: int,
+) -> SumRuleResult:
+    """Shared driver: solve, then write the values back. expand[v] lists the cells of variable v."""
+    solution = _solve(variables, coefficients, max_changes, weight)
+    if solution.consistent_as_read and solution.posterior < min_posterior:
+        # Satisfied as read, but rival consistent readings are too close to raise confidences.
+        return SumRuleResult(list(cells), frozenset(), solution.posterior, (), n_rows)
+    if not solution.found or solution.posterior < min_posterior:
+        flagged = [replace(c, flags=frozenset(c.flags | {mismatch})) for c in cells]
+        return SumRuleResult(flagged, frozenset({mismatch}), 0.0, (), n_rows)
+    out = list(cells)
+    changed = []
+    for var, value in enumerate(solution.values):
+        for index in expand[var]:
+            cell = cells[index]
+            if cell.value != value:
+                out[index] = _with_value(cell, value, solution.posterior)
+                changed.append(index)
+            else:
+                out[index] = _confirmed(cell, solution.posterior, low_confidence)
+    flags = frozenset({Flag.CORRECTED_BY_SUM}) if changed else frozenset()
+    return SumRuleResult(out, flags, solution.posterior, tuple(changed), n_rows)
+
+
+def apply_sum_rule(
+    column: Sequence[NumberReading],
+    total: NumberReading,
+    sobres: NumberReading | None = None,
+    *,
+    max_changes: int = 1,
+    consistency_weight: float = CONSISTENCY_WEIGHT,
+    min_posterior: float = MIN_POSTERIOR,
+    low_confidence: float = LOW_CONFIDENCE,
+) -> SumRuleResult:
+    """Check sum(column) == total (== sobres when given) and correct one misreading if clear.
+
+    column: the readings of the non-total rows (lists and other vote types; EMPTY counts 0).
+    total: the column's TOTAL row; sobres: the header's sobres reading or None.
+    Returns ``SumRuleResult`` with readings ordered rows..., total[, sobres]. When the readings
+    as read satisfy the rule, values are kept and each confidence is raised to the joint
+    posterior (LOW_CONFIDENCE dropped when that reaches ``low_confidence``). When they do not,
+    the most probable consistent reading with <= max_changes changed cells is taken if its
+    posterior >= min_posterior (changed cells get CORRECTED_BY_SUM); otherwise every cell gets
+    SUM_MISMATCH and values are left as read.
+    """
+    rows = list(column)
+    cells = rows + [total] + ([sobres] if sobres is not None else [])
+    variables = [_candidates(r.value_table()) for r in rows] + [_merged_total(total, sobres)]
+    coefficients = [1] * len(rows) + [-1]
+    expand = [[i] for i in range(len(rows))] + [
+        [len(rows)] + ([len(rows) + 1] if sobres is not None else [])
+    ]
+    return _apply(
+        cells,
+        variables,
+        coefficients,
+        Flag.SUM_MISMATCH,
+        expand,
+        max_changes=max_changes,
+        weight=consistency_weight,
+        min_posterior=min_posterior,
+        low_confidence=low_confidence,
+        n_rows=len(rows),
+    )
+
+
+def apply_header_rule(
+    votantes: NumberReading,
+    sobres: NumberReading,
+    diferencia: NumberReading,
+    *,
+    max_changes: int = 1,
+    consistency_weight: float = CONSISTENCY_WEIGHT,
+    min_posterior: float = MIN_POSTERIOR,
+    low_confidence: float = LOW_CONFIDENCE,
+) -> SumRuleResult:
+    """Check votantes - sobres == diferencia (an EMPTY diferencia counts 0); same search and
+    acceptance as ``apply_sum_rule``, HEADER_MISMATCH when unresolved.
+    Returns readings ordered (votantes, sobres, diferencia)."""
+    cells = [votantes, sobres, diferencia]
+    variables = [_candidates(c.value_table()) for c in cells]
+    return _apply(
+        cells,
+        variables,
+        [1, -1, -1],
+        Flag.HEADER_MISMATCH,
+        [[0], [1], [2]],
+        max_changes=max_changes,
+        weight=consistency_weight,
+        min_posterior=min_posterior,
+        low_confidence=low_confidence,
+        n_rows=0,
+    )

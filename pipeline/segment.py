@@ -1,0 +1,592 @@
+"""Segmentation: one value cell -> the digit images of the number written in it.
+
+Input contract (``segment_cell``): one cell crop AFTER ruled-line removal, a 2-D array
+``(H, W)``: ``uint8`` grey with dark ink on light paper (light ink on a dark background is
+detected by the median and inverted), or ``bool`` with ``True`` = ink.
+
+Steps, each a small function below:
+
+1. ink map: ``ink = paper - grey`` (0 = paper, 255 = full ink); ink pixels are those above
+   ``max(MIN_INK, INK_SHARE * strongest ink)``.
+2. struck-through numbers: a thin horizontal run crossing the whole number in its middle band
+   is recorded (``struck_through``) and erased so the digits under it can still be read.
+3. connected components (8-connected); line remnants (long thin pieces lying along the cell's
+   edges) are dropped.
+4. broken strokes are merged: pieces overlapping in x (the bar of a 7, a 5's flag, the up-stroke
+   of a 1 drawn apart from the stem), then small pieces close to a digit; isolated specks dropped.
+5. touching digits: a piece wider than one digit gets candidate splits (1..4 digits) along
+   minimum-ink paths found by dynamic programming around the vertical-projection minima
+   (a path may bend, so slanted strokes are cut where they are thinnest). Option 0 is the
+   geometric guess; ``choose_splits`` lets the digit classifier pick among the options.
+
+Output crops (``DigitCrop.image``) are ink intensity, WHITE INK ON BLACK (0 = paper), masked to
+the digit's own pixels and padded with background, ready for ``pipeline.reframe.reframe_digit``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from pipeline.errors import BadInput
+
+# Ink must be this many grey levels darker than the paper to count at all (scanner noise).
+MIN_INK = 60
+# ... and at least this share of the cell's strongest ink (anti-aliased edges are not ink).
+INK_SHARE = 0.35
+# A digit is about this wide for its height (MNIST digits: 0.3 for a 1 up to ~1.0 for a 0).
+DIGIT_ASPECT = 0.7
+# Most digits a single connected piece is split into.
+MAX_SPLIT = 4
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in cell pixels, x1/y1 exclusive
+
+
+@dataclass(frozen=True)
+class DigitCrop:
+    """One digit: ``image`` (h, w) uint8 ink intensity, white ink on black, padded with
+    background on every side; ``box`` its tight ink box (x0, y0, x1, y1) in cell pixels."""
+
+    image: np.ndarray
+    box: Box
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One connected (after merging) piece of ink and the ways it may be read.
+
+    ``options[k]`` is one way to cut the piece into digits (left to right); option 0 is the
+    geometric guess. ``log_priors[k]`` is a geometric plausibility score (0 = plausible,
+    negative = odd digit shapes), used with the classifier's confidence by ``choose_splits``.
+    """
+
+    options: tuple[tuple[DigitCrop, ...], ...]
+    log_priors: tuple[float, ...]
+    box: Box
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.options) > 1
+
+
+@dataclass(frozen=True)
+class CellSegmentation:
+    """Result of ``segment_cell``.
+
+    pieces: ink pieces left to right (each with its split options).
+    struck_through: a stroke crossed out the whole number (the digits under it are still given).
+    ink_fraction: share of the cell's pixels that are ink (before cleaning), 0..1.
+    dropped: boxes of the pieces dropped as specks or ruled-line remnants (for debug views).
+    """
+
+    pieces: tuple[Piece, ...]
+    struck_through: bool
+    ink_fraction: float
+    dropped: tuple[Box, ...] = field(default=())
+
+    @property
+    def digits(self) -> list[DigitCrop]:
+        """The digits of the current choice (option 0 of every piece), left to right."""
+        return [digit for piece in self.pieces for digit in piece.options[0]]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.pieces
+
+    @property
+    def ambiguous(self) -> bool:
+        return any(piece.ambiguous for piece in self.pieces)
+
+
+# --------------------------------------------------------------------------- ink map
+
+
+def ink_map(cell: np.ndarray) -> np.ndarray:
+    """(H, W) bool/uint8 cell -> (H, W) float32 ink intensity, 0 = paper, 255 = full ink."""
+    array = np.asarray(cell)
+    if array.ndim != 2 or array.size == 0:
+        raise BadInput(f"cell must be a non-empty 2-D (H, W) array, got shape {array.shape}")
+    if array.dtype == bool:
+        return array.astype(np.float32) * 255.0
+    if not np.issubdtype(array.dtype, np.number):
+        raise BadInput(f"cell must be numeric or bool, got dtype {array.dtype}")
+    grey = array.astype(np.float32)
+    if grey.max() <= 1.0 and np.issubdtype(array.dtype, np.integer):
+        grey = grey * 255.0
+    if float(np.median(grey)) < 128.0:  # light ink on a dark background
+        grey = 255.0 - grey
+    paper = float(np.percentile(grey, 90))
+    return np.clip(paper - grey, 0.0, 255.0)
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """(H, W) float ink -> (H, W) bool: pixels dark enough to be pen strokes."""
+    strongest = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
+    threshold = max(MIN_INK, INK_SHARE * strongest)
+    return ink >= threshold
+
+
+# --------------------------------------------------------------------------- strike-through
+
+
+def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: length, start and end (exclusive) of the longest run of ink, gaps <= gap px
+    bridged. Returns three (H,) int arrays."""
+    closed = mask.astype(np.uint8)
+    if gap > 0:
+        kernel = np.ones((1, gap + 1), np.uint8)
+        closed = cv2.morphologyEx(closed, cv2.MORPH_CLOSE, kernel)
+    height, width = mask.shape
+    lengths = np.zeros(height, int)
+    starts = np.zeros(height, int)
+    ends = np.zeros(height, int)
+    for row in range(height):
+        line = np.concatenate([[0], closed[row], [0]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(line))
+        if edges.size == 0:
+            continue
+        run_starts, run_ends = edges[0::2], edges[1::2]
+        best = int(np.argmax(run_ends - run_starts))
+        lengths[row] = run_ends[best] - run_starts[best]
+        starts[row], ends[row] = run_starts[best], run_ends[best]
+    return lengths, starts, ends
+
+
+def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
+    """Rows (r0, r1) of a stroke crossing out the whole number, or None.
+
+    A strike is a thin band of rows whose longest (gap-bridged) horizontal run covers >= 85%
+    of the ink's horizontal extent and is at least 0.9x the ink's height (longer than the
+    bar of a 7 or a 4, which are about half a digit's height), lying in the middle 20-80% of
+    the ink's height (a 5's flag, a 7's top or a 2's base are at the top or bottom).
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size < 4:
+        return None
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
+    ink_h, ink_w = bottom - top, right - left
+    lengths, _, _ = _longest_runs(mask, gap=max(1, ink_h // 15))
+    long_rows = np.flatnonzero(lengths >= max(0.85 * ink_w, 0.9 * ink_h))
+    if long_rows.size == 0:
+        return None
+    r0, r1 = int(long_rows[0]), int(long_rows[-1]) + 1
+    thin = (r1 - r0) <= max(2, 0.2 * ink_h) and (r1 - r0) == long_rows.size
+    middle = top + 0.2 * ink_h <= (r0 + r1) / 2 <= top + 0.8 * ink_h
+    return (r0, r1) if thin and middle else None
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class _Group:
+    """A set of component labels treated as one piece, with its bounding box and ink area."""
+
+    labels: list[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def absorb(self, other: _Group) -> None:
+        self.labels += other.labels
+        self.x0, self.y0 = min(self.x0, other.x0), min(self.y0, other.y0)
+        self.x1, self.y1 = max(self.x1, other.x1), max(self.y1, other.y1)
+        self.area += other.area
+
+
+def _is_line_remnant(group: _Group, height: int, width: int) -> bool:
+    """A long thin piece lying along a cell edge: what ruled-line removal left behind."""
+    margin_y = max(2, round(0.08 * height))
+    margin_x = max(2, round(0.08 * width))
+    thin_h = group.height <= max(3, 0.1 * height)
+    if thin_h and group.width >= 3 * group.height:
+        along_edge = group.y0 <= margin_y or group.y1 >= height - margin_y
+        if along_edge or group.width >= 0.6 * width:
+            return True
+    thin_w = group.width <= max(3, 0.06 * height)
+    if thin_w and group.height >= max(3 * group.width, 0.6 * height):
+        return group.x0 <= margin_x or group.x1 >= width - margin_x
+    return False
+
+
+def _x_overlap(a: _Group, b: _Group) -> int:
+    return min(a.x1, b.x1) - max(a.x0, b.x0)
+
+
+def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
+    """Merge pieces that share >= half of the narrower one's width: one digit drawn in parts."""
+    merged = True
+    while merged:
+        merged = False
+        groups.sort(key=lambda g: g.x0)
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i], groups[j]
+                if _x_overlap(a, b) >= 0.5 * min(a.width, b.width):
+                    a.absorb(b)
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _attach_small(groups: list[_Group]) -> tuple[list[_Group], list[_Group]]:
+    """Small pieces (< 45% of the tallest) join the nearest piece when close; the tiny and
+    far ones are dropped as specks. Returns (kept, dropped)."""
+    if not groups:
+        return groups, []
+    tallest = max(g.height for g in groups)
+    big = [g for g in groups if g.height >= 0.45 * tallest]
+    small = [g for g in groups if g.height < 0.45 * tallest]
+    dropped = []
+    for piece in sorted(small, key=lambda g: -g.area):
+        best, best_gap = None, math.inf
+        for target in big:
+            gap_x = max(0, max(target.x0, piece.x0) - min(target.x1, piece.x1))
+            gap_y = max(0, max(target.y0, piece.y0) - min(target.y1, piece.y1))
+            gap = math.hypot(gap_x, gap_y)
+            if gap < best_gap:
+                best, best_gap = target, gap
+        if best is not None and best_gap <= 0.15 * tallest:
+            best.absorb(piece)
+        elif piece.height >= 0.3 * tallest and piece.area >= 0.04 * tallest**2:
+            big.append(piece)  # a small but real mark: let the classifier judge it
+        else:
+            dropped.append(piece)
+    return sorted(big, key=lambda g: g.x0), dropped
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _cut_path(cost: np.ndarray, centre: int, reach: int) -> np.ndarray:
+    """Minimum-cost top-to-bottom path through ``cost`` (h, w), moving at most one column per
+    row, staying within ``centre +- reach``. Returns (h,) int column per row: the cut."""
+    height, width = cost.shape
+    lo, hi = max(1, centre - reach), min(width - 1, centre + reach + 1)
+    band = cost[:, lo:hi].astype(np.float64) + 0.5  # +0.5: prefer straight, short paths
+    total = band.copy()
+    moves = np.zeros(band.shape, np.int8)
+    for row in range(1, height):
+        prev = total[row - 1]
+        left = np.concatenate([[np.inf], prev[:-1]])
+        right = np.concatenate([prev[1:], [np.inf]])
+        stacked = np.stack([left + 0.3, prev, right + 0.3])
+        choice = np.argmin(stacked, axis=0)
+        total[row] += stacked[choice, np.arange(band.shape[1])]
+        moves[row] = choice - 1
+    path = np.zeros(height, int)
+    path[-1] = int(np.argmin(total[-1]))
+    for row in range(height - 1, 0, -1):
+        path[row - 1] = path[row] + moves[row, path[row]]
+    return path + lo
+
+
+def _cut_columns(ink: np.ndarray, count: int) -> list[int]:
+    """Up to ``count`` columns in the inner 10-90% of the piece where the smoothed vertical
+    projection has a local minimum, lowest first, at least 3 px apart."""
+    width = ink.shape[1]
+    profile = np.convolve(ink.sum(axis=0), np.array([1.0, 2.0, 1.0]) / 4.0, mode="same")
+    lo, hi = max(1, round(0.1 * width)), min(width - 1, round(0.9 * width))
+    minima = [
+        c for c in range(lo, hi) if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]
+    ]
+    chosen: list[int] = []
+    for column in sorted(minima, key=lambda c: profile[c]):
+        if all(abs(column - c) >= 3 for c in chosen):
+            chosen.append(column)
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
+
+
+def _crossings(ink: np.ndarray, path: np.ndarray) -> int:
+    """How many separate strokes the cut path crosses (runs of ink along it, top to bottom)."""
+    along = ink[np.arange(ink.shape[0]), path] > 0
+    return int(np.count_nonzero(along[1:] & ~along[:-1]) + int(along[0]))
+
+
+def _part_crops(piece_ink: np.ndarray, cuts: Sequence[np.ndarray], origin: tuple[int, int]):
+    """Cut ``piece_ink`` (h, w) along the paths ``cuts`` (each (h,) column per row, left to
+    right) into parts; returns a tuple of DigitCrop or None when a part has no ink."""
+    height, width = piece_ink.shape
+    columns = np.arange(width)[None, :]
+    bounds = [np.zeros(height, int)] + list(cuts) + [np.full(height, width)]
+    crops = []
+    for left, right in zip(bounds[:-1], bounds[1:], strict=True):
+        inside = (columns >= left[:, None]) & (columns < right[:, None])
+        part = np.where(inside, piece_ink, 0.0)
+        crop = _crop_from_ink(_drop_fragments(part), origin)
+        if crop is None:
+            return None
+        crops.append(crop)
+    return tuple(crops)
+
+
+def _drop_fragments(part: np.ndarray) -> np.ndarray:
+    """Remove slivers a cut left over from the neighbour digit (< 6% of the part's ink)."""
+    mask = (part > 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 2:
+        return part
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.concatenate([[False], areas >= 0.06 * areas.sum()])
+    return np.where(keep[labels], part, 0.0)
+
+
+def _crop_from_ink(ink: np.ndarray, origin: tuple[int, int]) -> DigitCrop | None:
+    """Tight ink box of ``ink`` (local coordinates, origin = its (x, y) in the cell), padded."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0 or (rows.size * cols.size) < 4:
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    tight = ink[y0:y1, x0:x1]
+    pad = max(2, round(0.1 * max(tight.shape)))
+    image = np.pad(tight, pad).clip(0, 255).astype(np.uint8)
+    return DigitCrop(
+        image=image, box=(origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1)
+    )
+
+
+def _shape_log_prior(crops: Sequence[DigitCrop], piece_height: int) -> float:
+    """Geometric plausibility of the parts: each should look like one digit (aspect
+    0.12..1.15 of its height, height >= 55% of the piece's). 0 when all parts do."""
+    score = 0.0
+    for crop in crops:
+        x0, y0, x1, y1 = crop.box
+        aspect = (x1 - x0) / max(1, y1 - y0)
+        if aspect > 1.15:
+            score -= 3.0 * (aspect - 1.15)
+        if aspect < 0.12:
+            score -= 1.0
+        height_share = (y1 - y0) / max(1, piece_height)
+        if height_share < 0.75:  # touching digits are both about the piece's height
+            score -= 8.0 * (0.75 - height_share)
+    return score
+
+
+def _count_log_prior(aspect: float, count: int) -> float:
+    """log P(count digits | piece width/height): flat while each digit would be 0.25..1.0 as
+    wide as high (a 1 to a 0), falling off outside; SPLIT_PENALTY per cut (most pieces are
+    one digit)."""
+    per_digit = aspect / count
+    score = -SPLIT_PENALTY * (count - 1)
+    if per_digit > 1.0:
+        score -= 4.0 * (per_digit - 1.0)
+    if per_digit < 0.25:
+        score -= 8.0 * (0.25 - per_digit)
+    return score
+
+
+def _cut_ink_log_prior(ink: np.ndarray, path: np.ndarray, stroke: float) -> float:
+    """Penalty for cuts that cross more strokes than one, or run along a stroke (more ink
+    pixels on the path than about one stroke width): both mean cutting through a digit."""
+    crossings = _crossings(ink, path)
+    on_ink = int(np.count_nonzero(ink[np.arange(ink.shape[0]), path] > 0))
+    return -CROSSING_PENALTY * max(0, crossings - 1) - 0.5 * max(0.0, on_ink / stroke - 1.5)
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Median length of the horizontal ink runs: the pen's width in pixels."""
+    mask = ink > 0
+    padded = np.pad(mask, ((0, 0), (1, 1))).astype(np.int8)
+    diff = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(diff == 1), np.nonzero(diff == -1)
+    lengths = ends[1] - starts[1]
+    return float(max(1.0, np.median(lengths))) if lengths.size else 1.0
+
+
+# Cutting a stroke more than once means cutting through a digit's body (a 3, 8, 0...).
+CROSSING_PENALTY = 1.5
+SPLIT_PENALTY = 1.0
+MAX_OPTIONS = 6
+
+
+def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
+    """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
+
+    Cut candidates are minimum-ink paths started at the vertical projection's local minima;
+    every combination of up to MAX_SPLIT - 1 of them is an option, scored by a geometric log
+    prior: digit count given the width/height ratio, CROSSING_PENALTY per extra stroke a cut
+    crosses, and the parts' shapes. The MAX_OPTIONS best are kept; option 0 is the best.
+    Pieces narrower than 0.5 of their height are one digit.
+    """
+    height, width = piece_ink.shape
+    whole = _crop_from_ink(piece_ink, origin)
+    assert whole is not None  # a piece has ink by construction
+    aspect = width / max(1, height)
+    scored: list[tuple[float, tuple[DigitCrop, ...]]] = [
+        (_count_log_prior(aspect, 1) + _shape_log_prior([whole], height), (whole,))
+    ]
+    if aspect >= 0.5:
+        reach = max(2, round(0.12 * height))
+        paths = [_cut_path(piece_ink, c, reach) for c in _cut_columns(piece_ink, 6)]
+        stroke = _stroke_width(piece_ink)
+        cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke) for p in paths]
+        max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / 0.4) - 1))
+        for n_cuts in range(1, max_cuts + 1):
+            for combo in itertools.combinations(range(len(paths)), n_cuts):
+                cuts = [paths[i] for i in combo]
+                if not all(np.all(a < b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)):
+                    continue
+                crops = _part_crops(piece_ink, cuts, origin)
+                if crops is None:
+                    continue
+                prior = (
+                    _count_log_prior(aspect, n_cuts + 1)
+                    + sum(cut_priors[i] for i in combo)
+                    + _shape_log_prior(crops, height)
+                )
+                scored.append((prior, crops))
+    scored.sort(key=lambda item: -item[0])
+    kept = scored[:MAX_OPTIONS]
+    return Piece(
+        options=tuple(crops for _, crops in kept),
+        log_priors=tuple(prior for prior, _ in kept),
+        box=whole.box,
+    )
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def segment_cell(cell: np.ndarray) -> CellSegmentation:
+    """Split one cell (H, W) into digit pieces, left to right. See the module docstring.
+
+    cell: (H, W) uint8 grey, dark ink on light paper (either polarity accepted), or bool
+    (True = ink), ruled lines already removed (remnants along the edges are dropped here).
+    """
+    ink = ink_map(cell)
+    mask = ink_mask(ink)
+    height, width = mask.shape
+    ink_fraction = float(mask.mean())
+    if not mask.any():
+        return CellSegmentation(pieces=(), struck_through=False, ink_fraction=ink_fraction)
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    groups = [_group_of(stats, label) for label in range(1, count)]
+    remnants = [g for g in groups if _is_line_remnant(g, height, width)]
+    groups = [g for g in groups if not _is_line_remnant(g, height, width)]
+
+    struck = False
+    if groups:
+        written = np.isin(labels, [label for g in groups for label in g.labels])
+        strike = find_strike(written)
+        if strike is not None:
+            struck = True
+            r0, r1 = strike
+            written[max(0, r0 - 1) : r1 + 1] = False
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(written.astype(np.uint8), 8)
+            groups = [_group_of(stats, label) for label in range(1, count)]
+
+    groups = [g for g in groups if g.area >= 3]
+    groups = _merge_overlapping(groups)
+    groups, specks = _attach_small(groups)
+
+    pieces = []
+    for group in groups:
+        own = np.isin(labels[group.y0 : group.y1, group.x0 : group.x1], group.labels)
+        piece_ink = np.where(own, ink[group.y0 : group.y1, group.x0 : group.x1], 0.0)
+        pieces.append(split_options(piece_ink, (group.x0, group.y0)))
+    dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
+    return CellSegmentation(
+        pieces=tuple(pieces), struck_through=struck, ink_fraction=ink_fraction, dropped=dropped
+    )
+
+
+def _group_of(stats: np.ndarray, label: int) -> _Group:
+    x, y, w, h, area = (int(v) for v in stats[label])
+    return _Group(labels=[label], x0=x, y0=y, x1=x + w, y1=y + h, area=area)
+
+
+# --------------------------------------------------------------------------- recognition check
+
+Classify = Callable[[np.ndarray], np.ndarray]
+Reframe = Callable[[np.ndarray], np.ndarray]
+
+
+def _default_reframe() -> Reframe:
+    from pipeline.reframe import reframe_digit
+
+    return reframe_digit
+
+
+def digit_score(probs: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities -> (N,) log of the best DIGIT class probability (classes 0-9; an
+    11th "not a digit" class, when present, only lowers it)."""
+    return np.log(np.clip(probs[:, :10].max(axis=1), 1e-9, 1.0))
+
+
+def choose_splits(
+    segmentations: Sequence[CellSegmentation],
+    classify: Classify,
+    reframe: Reframe | None = None,
+) -> list[CellSegmentation]:
+    """Let the classifier pick among the split options of every ambiguous piece.
+
+    classify: (N, 28, 28) uint8 -> (N, C) probabilities (C = 10, or 11 with "not a digit").
+    reframe: digit crop -> (28, 28) uint8; default ``pipeline.reframe.reframe_digit``.
+    All candidate digits of all cells go through ``classify`` in ONE batch. An option's score is
+    the sum of its digits' log best-digit probability plus its geometric log prior; the best
+    option becomes option 0 and is the only one kept. Unambiguous cells are returned as is.
+    """
+    reframe = reframe or _default_reframe()
+    crops: list[DigitCrop] = []
+    for segmentation in segmentations:
+        for piece in segmentation.pieces:
+            if piece.ambiguous:
+                for option in piece.options:
+                    crops.extend(option)
+    if not crops:
+        return list(segmentations)
+    frames = np.stack([reframe(crop.image) for crop in crops])
+    scores = digit_score(np.asarray(classify(frames)))
+    position = 0
+    chosen = []
+    for segmentation in segmentations:
+        pieces = []
+        for piece in segmentation.pieces:
+            if not piece.ambiguous:
+                pieces.append(piece)
+                continue
+            option_scores = []
+            for option, prior in zip(piece.options, piece.log_priors, strict=True):
+                option_scores.append(float(scores[position : position + len(option)].sum()) + prior)
+                position += len(option)
+            best = int(np.argmax(option_scores))
+            pieces.append(
+                Piece(
+                    options=(piece.options[best],),
+                    log_priors=(piece.log_priors[best],),
+                    box=piece.box,
+                )
+            )
+        chosen.append(replace(segmentation, pieces=tuple(pieces)))
+    return chosen
+
+
+def choose_split(
+    segmentation: CellSegmentation, classify: Classify, reframe: Reframe | None = None
+):
+    """``choose_splits`` for one cell."""
+    return choose_splits([segmentation], classify, reframe)[0]
