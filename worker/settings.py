@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from pipeline.errors import BadInput
 
@@ -35,7 +36,8 @@ class Settings(BaseSettings):
     state_dir: Path = PROJECT_ROOT / ".state"
 
     # Scans: files outside these roots are refused by the worker. Empty = any path.
-    scan_roots: list[Path] = Field(default_factory=list)
+    # In the environment: paths separated by os.pathsep (":" on Linux).
+    scan_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     chunk_size: int = Field(default=16, ge=1, le=1024)
     max_scan_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_scan_pixels: int = Field(default=60_000_000, ge=10_000)
@@ -93,6 +95,8 @@ def load_settings(**overrides: object) -> Settings:
     """Read and validate the settings; raise ``SettingsError`` with a one-line message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SourceError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
