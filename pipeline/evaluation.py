@@ -8,6 +8,7 @@ N images of different sizes; either ink polarity (detected per image by ``ink_is
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,14 @@ def load_digit_set(path: Path, split: str = "test") -> DigitSet:
         raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if not path.is_file():
         raise BadInput(f"digit file not found: {path}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise BadInput(f"{path}: not a readable .npz file (no zip header)")
     try:
+        # Pickle is needed for object arrays of ragged images; the file is the user's own.
         data = np.load(path, allow_pickle=True)
         files = set(data.files)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise BadInput(f"{path}: not a readable .npz file ({exc})") from exc
     with data:
         if {"x", "y"} <= files:
@@ -77,19 +82,25 @@ def load_digit_set(path: Path, split: str = "test") -> DigitSet:
                 f"{path}: expected keys x, y or x_train, y_train, x_test, y_test; "
                 f"found {', '.join(sorted(files)) or 'none'}"
             )
-        images: list = []
+        parts: list = []
         labels = []
         for x_key, y_key in pairs:
             where = f"{path.name}[{x_key}]"
             x = _as_images(data[x_key], where)
             labels.append(_as_labels(data[y_key], len(x), where))
-            images.extend(list(x) if isinstance(x, list) else [x])
-    if len(images) == 1 and not isinstance(images[0], list):
-        all_images = images[0]
+            parts.append(x)
+    if len(parts) == 1:
+        all_images = parts[0]
+    elif (
+        all(isinstance(part, np.ndarray) for part in parts)
+        and len({part.shape[1:] for part in parts}) == 1
+    ):
+        all_images = np.concatenate(parts)
     else:
-        all_images = [image for part in images for image in part]
-    label_array = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    return DigitSet(all_images, label_array, f"{path.name} ({split})" if len(pairs) else path.name)
+        all_images = [image for part in parts for image in part]
+    label_array = np.concatenate(labels)
+    layout = f" ({split})" if pairs[0][0] != "x" else ""
+    return DigitSet(all_images, label_array, f"{path.name}{layout}")
 
 
 def evaluate_digits(classifier, digit_set: DigitSet, method: str = "mnist") -> dict:
@@ -106,3 +117,13 @@ def evaluate_digits(classifier, digit_set: DigitSet, method: str = "mnist") -> d
     report["source"] = digit_set.source
     report["reframe"] = method
     return report
+
+
+MNIST_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "mnist_sample.npz"
+
+
+def load_mnist_sample() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped fixture: 1,000 MNIST test digits (seeded sample) -> x (1000, 28, 28) uint8,
+    y (1000,) uint8. Used by tests and as a fallback digit bank when ../shared is absent."""
+    with np.load(MNIST_SAMPLE) as data:
+        return data["x"], data["y"]

@@ -255,6 +255,29 @@ def train(
     raise BadInput(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 
+def test_metrics(model, data: MnistData, usps: Path | None = None) -> dict:
+    """Card figures: MNIST test (reframed, as the CLI does) and, if given, USPS all 9,298.
+
+    Measured after training; neither set takes part in training or model selection.
+    Each entry: n, accuracy, macro_precision, macro_recall, macro_f1.
+    """
+    import tensorflow as tf
+
+    from pipeline.evaluation import DigitSet, evaluate_digits, load_digit_set
+    from pipeline.model import DigitClassifier
+
+    classifier = DigitClassifier(model, model.name, f"{model.name}@training", "/CPU:0", tf)
+    sets = {"mnist_test": DigitSet(data.x_test, data.y_test.astype(np.int64), "MNIST test")}
+    if usps is not None:
+        sets["usps_all"] = load_digit_set(Path(usps), "all")
+    keys = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1")
+    figures = {}
+    for name, digit_set in sets.items():
+        report = evaluate_digits(classifier, digit_set)
+        figures[name] = {key: report[key] for key in keys}
+    return figures
+
+
 def save_model(model, facts: dict, out: Path, metrics: dict | None = None) -> dict:
     """Write ``out`` (.keras, no optimizer state) and ``<stem>.card.json``; return the card."""
     out = Path(out)

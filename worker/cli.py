@@ -16,6 +16,7 @@ from pipeline.errors import EscrutinioError
 
 COMMAND_MODULES = [
     "worker.commands.database",
+    "worker.commands.model",
 ]
 
 

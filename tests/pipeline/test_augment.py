@@ -1,0 +1,64 @@
+"""Training-data synthesis: Argentine 1s, crossed 7s, junk, seeded augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.augment import (
+    NOT_A_DIGIT,
+    argentine_one,
+    augmented_epoch,
+    crossed_seven,
+    junk,
+    to_canvas,
+)
+from pipeline.evaluation import load_mnist_sample
+
+
+def vertical_stroke() -> np.ndarray:
+    """A plain '1': a vertical bar, (28, 28) uint8."""
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 13:16] = 255
+    return digit
+
+
+def test_argentine_one_adds_an_up_stroke_left_of_the_top():
+    canvas = argentine_one(to_canvas(vertical_stroke()), np.random.default_rng(0))
+    # Canvas pads by 8: the stem spans columns 21..23, rows 12..31.
+    upper_left = canvas[12:24, :21]
+    lower_left = canvas[26:, :21]
+    assert upper_left.max() > 128
+    assert lower_left.max() < 128 or upper_left.sum() > lower_left.sum()
+
+
+def test_crossed_seven_adds_a_bar_through_the_middle_of_the_stem():
+    seven = np.zeros((28, 28), np.uint8)
+    seven[4:7, 6:22] = 255  # top bar
+    for row in range(7, 24):  # stem going down-left
+        column = 20 - (row - 7) // 2
+        seven[row, column - 1 : column + 2] = 255
+    before = to_canvas(seven)
+    after = crossed_seven(before.copy(), np.random.default_rng(1))
+    middle = slice(8 + 12, 8 + 20)
+    widest_before = (before[middle] > 128).sum(axis=1).max()
+    widest_after = (after[middle] > 128).sum(axis=1).max()
+    assert widest_after >= widest_before + 4
+
+
+def test_junk_is_a_reframed_image():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        image = junk(rng)
+        assert image.shape == (28, 28) and image.dtype == np.uint8 and image.max() > 0
+
+
+def test_augmented_epoch_is_seeded_and_adds_not_a_digit_samples():
+    x, y = load_mnist_sample()
+    x, y = x[:50], y[:50]
+    first = augmented_epoch(x, y, np.random.default_rng(3))
+    second = augmented_epoch(x, y, np.random.default_rng(3))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    images, labels = first
+    assert images.shape == (55, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(labels[:50], y) and np.all(labels[50:] == NOT_A_DIGIT)
+    assert not np.array_equal(images[:50], x)  # distorted, not copies

@@ -1,0 +1,143 @@
+"""``escrutinio train`` and ``escrutinio evaluate digits|numbers``: the digit models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pipeline.errors import BadInput
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="train a digit model (seeded) and write it with its model card"
+    )
+    train.add_argument(
+        "--mnist",
+        type=Path,
+        help="mnist.npz (keys x_train, y_train, x_test, y_test); default: Keras' downloader",
+    )
+    train.add_argument("--model", default="default", choices=("paper", "default"))
+    train.add_argument("--out", type=Path, required=True, metavar="FILE.keras")
+    train.add_argument(
+        "--usps",
+        type=Path,
+        help="usps.npz: a final check written on the model card (never used for training)",
+    )
+    train.add_argument("--seed", type=int, default=1234)
+    train.add_argument("--epochs", type=int, help="default: 15 (paper), 12 (default)")
+    train.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="measure a digit model")
+    kinds = evaluate.add_subparsers(dest="evaluate_command", required=True, metavar="WHAT")
+
+    digits = kinds.add_parser("digits", help="accuracy, per-digit metrics, confusion matrix")
+    digits.add_argument("file", type=Path, metavar="FILE.npz")
+    digits.add_argument("--model", default=None, help="model name or .keras path")
+    digits.add_argument("--split", default="test", choices=("test", "train", "all"))
+    digits.add_argument("--reframe", default="mnist", choices=("mnist", "paper"))
+    digits.add_argument("--json", action="store_true", help="print one JSON object")
+    digits.add_argument("--plot", type=Path, metavar="PNG", help="write the confusion matrix")
+    digits.set_defaults(func=run_evaluate_digits)
+
+    numbers = kinds.add_parser("numbers", help="whole numbers: DIR with N.png and labels.csv")
+    numbers.add_argument("directory", type=Path, metavar="DIR")
+    numbers.add_argument("--model", default=None, help="model name or .keras path")
+    numbers.add_argument("--threshold", type=float, default=None, help="confidence threshold")
+    numbers.add_argument("--json", action="store_true", help="print one JSON object")
+    numbers.set_defaults(func=run_evaluate_numbers)
+
+
+def _settings():
+    from worker.settings import get_settings
+
+    return get_settings()
+
+
+def _classifier(model: str | None):
+    """The model named on the command line, else ESCRUTINIO_MODEL_PATH / ESCRUTINIO_MODEL."""
+    from pipeline.model import get_classifier
+
+    settings = _settings()
+    if model is None:
+        model = str(settings.model_path) if settings.model_path else settings.model
+    return get_classifier(
+        model,
+        device=settings.device,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.out.suffix != ".keras":
+        raise BadInput(f"--out must end in .keras: {args.out}")
+    from pipeline import training
+
+    data = training.load_mnist(args.mnist)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    def log(epoch: int, figures: dict) -> None:
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in figures.items())
+        print(f"epoch {epoch + 1}: {shown}", flush=True)
+
+    model, facts = training.train(args.model, data, args.seed, args.epochs, log)
+    metrics = training.test_metrics(model, data, args.usps)
+    card = training.save_model(model, facts, args.out, metrics)
+    print(
+        f"wrote {args.out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]}); "
+        f"MNIST test accuracy {metrics['mnist_test']['accuracy']:.4f}"
+    )
+    return 0
+
+
+def run_evaluate_digits(args: argparse.Namespace) -> int:
+    from pipeline.evaluation import evaluate_digits, load_digit_set
+    from pipeline.metrics import confusion_image, format_report
+
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise BadInput(f"--plot must be a .png file: {args.plot}")
+    digit_set = load_digit_set(args.file, args.split)
+    classifier = _classifier(args.model)
+    report = evaluate_digits(classifier, digit_set, args.reframe)
+    if args.plot is not None:
+        import cv2
+
+        names = [str(i) for i in range(10)] + ["x"] * (classifier.num_classes - 10)
+        if not cv2.imwrite(str(args.plot), confusion_image(report["confusion"], names)):
+            raise BadInput(f"could not write {args.plot}")
+    if args.json:
+        json.dump(report, sys.stdout)
+        print()
+    else:
+        names = [str(i) for i in range(10)] + ["not"] * (classifier.num_classes - 10)
+        print(f"model {report['model']} on {report['source']}, reframe {report['reframe']}")
+        print(format_report(report, names))
+    return 0
+
+
+def run_evaluate_numbers(args: argparse.Namespace) -> int:
+    from pipeline.numbers import evaluate_numbers_dir
+
+    if not args.directory.is_dir():
+        raise BadInput(f"not a directory: {args.directory}")
+    threshold = args.threshold if args.threshold is not None else _settings().confidence_threshold
+    classifier = _classifier(args.model)
+    result = evaluate_numbers_dir(args.directory, classifier, threshold)
+    result = {"model": classifier.version, **result}
+    if args.json:
+        json.dump(result, sys.stdout)
+        print()
+    else:
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:<22} {shown}")
+    return 0
