@@ -13,7 +13,9 @@ from worker.embedded import EmbeddedPostgres, EmbeddedRedis, broker_url, databas
 
 
 def _processes_mentioning(text: str) -> list[str]:
-    listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True
+    ).stdout
     return [line for line in listing.splitlines() if text in line and "ps -ww" not in line]
 
 
