@@ -62,16 +62,42 @@ def render_form(
     for text in template.texts:
         x, y = text.x * width, text.y * height
         _put_text(page, text.text, x, y, mm_to_px(text.size, dpi), text.bold, text.anchor)
-    code = mesa_code or "0000000000X"
-    _draw_barcode(page, template.header["barcode"], code + "0101")
+    draw_identity(page, template, dpi, mesa_code or "0000000000X", identity)
+    return page
+
+
+def draw_identity(
+    page: np.ndarray,
+    template: FormTemplate,
+    dpi: float,
+    mesa_code: str,
+    identity: Mapping[str, str] | None = None,
+) -> None:
+    """Print the per-mesa parts of the form in place: barcode, its text, typed identity values.
+
+    ``page`` is the ``(H, W)`` or ``(H, W, 3)`` uint8 output of :func:`render_form` at the same
+    ``dpi`` (a colour page is darkened where the print goes); the barcode and code boxes are
+    cleared first, so a cached blank form can be reused for every mesa.
+    """
+    height, width = page.shape[:2]
+    names = ["barcode", "mesa_code", *(n for n in (identity or {}) if n in template.header)]
+    band = max(template.header[n].to_pixels(width, height)[3] for n in names) + 1
+    for name in ("barcode", "mesa_code"):
+        x0, y0, x1, y1 = template.header[name].to_pixels(width, height)
+        page[y0:y1, x0:x1] = PAPER
+    # Draw on a grey copy of the top band only (everything printed here lies in it).
+    target = page[:band] if page.ndim == 2 else cv2.cvtColor(page[:band], cv2.COLOR_BGR2GRAY)
+    text = mesa_code + "0101"
+    _draw_barcode(target, template.header["barcode"].to_pixels(width, height), text)
     mesa_box = template.header["mesa_code"].to_pixels(width, height)
-    _put_text_in_box(page, code + "0101", mesa_box, mm_to_px(3.2, dpi), bold=False)
+    _put_text_in_box(target, text, mesa_box, mm_to_px(3.2, dpi), bold=False)
     for name, value in (identity or {}).items():
         if name in template.header:
             box = template.header[name].to_pixels(width, height)
             size = min(mm_to_px(4.0, dpi), 0.55 * (box[3] - box[1]))
-            _put_text_in_box(page, value, box, size, bold=False)
-    return page
+            _put_text_in_box(target, value, box, size, bold=False)
+    if page.ndim == 3:
+        np.minimum(page[:band], target[..., None], out=page[:band])
 
 
 # ---- table ---------------------------------------------------------------------------------
@@ -286,10 +312,9 @@ def _put_text_in_box(
         baseline += line_h
 
 
-def _draw_barcode(page: np.ndarray, box: Box, text: str) -> None:
+def _draw_barcode(page: np.ndarray, box_px: tuple[int, int, int, int], text: str) -> None:
     """A barcode-like strip: bars of 1-3 modules derived from ``text`` (not a real symbology)."""
-    height, width = page.shape
-    x0, y0, x1, y1 = box.to_pixels(width, height)
+    x0, y0, x1, y1 = box_px
     digest = hashlib.sha256(text.encode()).digest() * 4
     widths = [1 + b % 3 for b in digest[: 6 * len(text)]]
     modules = sum(widths)

@@ -17,6 +17,8 @@ from pipeline.errors import EscrutinioError
 COMMAND_MODULES = [
     "worker.commands.database",
     "worker.commands.model",
+    "worker.commands.forms",
+    "worker.commands.synth",
 ]
 
 
