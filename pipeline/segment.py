@@ -249,14 +249,14 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
     return groups
 
 
-def _attach_small(groups: list[_Group]) -> tuple[list[_Group], list[_Group]]:
-    """Small pieces (< 45% of the tallest) join the nearest piece when close; the tiny and
-    far ones are dropped as specks. Returns (kept, dropped)."""
+def _attach_small(groups: list[_Group], reach: float = 0.15) -> tuple[list[_Group], list[_Group]]:
+    """Small pieces (< 50% of the tallest) join the nearest piece when within ``reach`` x the
+    tallest height; the tiny and far ones are dropped as specks. Returns (kept, dropped)."""
     if not groups:
         return groups, []
     tallest = max(g.height for g in groups)
-    big = [g for g in groups if g.height >= 0.45 * tallest]
-    small = [g for g in groups if g.height < 0.45 * tallest]
+    big = [g for g in groups if g.height >= 0.5 * tallest]
+    small = [g for g in groups if g.height < 0.5 * tallest]
     dropped = []
     for piece in sorted(small, key=lambda g: -g.area):
         best, best_gap = None, math.inf
@@ -266,7 +266,7 @@ def _attach_small(groups: list[_Group]) -> tuple[list[_Group], list[_Group]]:
             gap = math.hypot(gap_x, gap_y)
             if gap < best_gap:
                 best, best_gap = target, gap
-        if best is not None and best_gap <= 0.15 * tallest:
+        if best is not None and best_gap <= reach * tallest:
             best.absorb(piece)
         elif piece.height >= 0.3 * tallest and piece.area >= 0.04 * tallest**2:
             big.append(piece)  # a small but real mark: let the classifier judge it
@@ -501,7 +501,8 @@ def segment_cell(cell: np.ndarray) -> CellSegmentation:
 
     groups = [g for g in groups if g.area >= 3]
     groups = _merge_overlapping(groups)
-    groups, specks = _attach_small(groups)
+    # Erasing a strike also erases what it covered (a 4's bar): reattach farther pieces.
+    groups, specks = _attach_small(groups, reach=0.4 if struck else 0.15)
 
     pieces = []
     for group in groups:

@@ -1,0 +1,180 @@
+"""Segmentation of one cell into digits: constructed cases from real MNIST digits."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.errors import BadInput
+from pipeline.segment import choose_split, segment_cell
+from tests.pipeline.mnist_cells import compose, digit
+
+
+def centre_x(box):
+    return (box[0] + box[2]) / 2
+
+
+def test_separate_digits_are_found_left_to_right():
+    cell, ranges = compose([digit(3), digit(0), digit(7)], gaps=[6, 5])
+    result = segment_cell(cell)
+    assert len(result.digits) == 3
+    for crop, (x0, x1) in zip(result.digits, ranges, strict=True):
+        assert x0 <= centre_x(crop.box) <= x1
+    assert not result.struck_through and not result.is_empty
+
+
+def test_digit_crops_are_white_ink_on_black_with_a_background_border():
+    cell, _ = compose([digit(4)], gaps=[])
+    (crop,) = segment_cell(cell).digits
+    assert crop.image.dtype == np.uint8
+    assert crop.image.max() > 200
+    border = np.concatenate([crop.image[0], crop.image[-1], crop.image[:, 0], crop.image[:, -1]])
+    assert border.max() == 0
+    x0, y0, x1, y1 = crop.box
+    assert (cell[y0:y1, x0:x1] < 128).any()
+
+
+def test_empty_and_noisy_cells_have_no_digits():
+    blank = np.full((44, 80), 255, np.uint8)
+    assert segment_cell(blank).is_empty
+    assert segment_cell(blank).ink_fraction == 0.0
+    noisy = (255 - np.random.default_rng(0).integers(0, 25, (44, 80))).astype(np.uint8)
+    assert segment_cell(noisy).is_empty
+
+
+def test_polarity_and_bool_input_give_the_same_digits():
+    cell, _ = compose([digit(2), digit(9)], gaps=[5])
+    boxes = [c.box for c in segment_cell(cell).digits]
+    assert [c.box for c in segment_cell(255 - cell).digits] == boxes
+    binary = [c.box for c in segment_cell(cell < 128).digits]  # a stricter ink threshold
+    assert len(binary) == len(boxes)
+    assert np.abs(np.array(binary) - np.array(boxes)).max() <= 1
+
+
+def test_rejects_non_2d_input():
+    with pytest.raises(BadInput, match="2-D"):
+        segment_cell(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_touching_pair_is_one_piece_with_a_split_option_at_the_joint():
+    left, right = digit(3, 1), digit(5, 1)
+    for overlap in range(1, 6):  # the smallest overlap at which the strokes really touch
+        cell, ranges = compose([left, right], gaps=[-overlap])
+        if cv2.connectedComponents((cell < 128).astype(np.uint8))[0] - 1 == 1:
+            break
+    else:
+        pytest.fail("the two digits never touch")
+    (piece,) = segment_cell(cell).pieces
+    two_part = [o for o in piece.options if len(o) == 2]
+    assert two_part
+    assert any(
+        all(x0 - 2 <= centre_x(c.box) <= x1 + 2 for c, (x0, x1) in zip(o, ranges, strict=True))
+        for o in two_part
+    )
+
+
+def test_broken_five_is_one_digit():
+    five = digit(5, 2).copy()
+    rows = np.flatnonzero(five.max(axis=1) > 0)
+    cut = rows[0] + len(rows) // 3
+    five[cut : cut + 2] = 0  # a pen lift between the flag and the body
+    cell, _ = compose([five], gaps=[])
+    assert cv2.connectedComponents((cell < 128).astype(np.uint8))[0] - 1 >= 2
+    assert len(segment_cell(cell).digits) == 1
+
+
+def argentine_one(broken: bool) -> np.ndarray:
+    """A '1' with the long up-stroke (white on black), optionally drawn apart from the stem."""
+    image = np.zeros((28, 20), np.uint8)
+    cv2.line(image, (13, 2), (13, 26), 255, 2)
+    start = (11, 6) if broken else (13, 2)
+    cv2.line(image, start, (3, 12), 255, 2)
+    return image
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_one_with_up_stroke_is_one_digit(broken):
+    cell, _ = compose([argentine_one(broken), digit(4)], gaps=[6])
+    result = segment_cell(cell)
+    assert len(result.digits) == 2
+    assert result.digits[0].box[2] <= result.digits[1].box[0]
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_crossed_seven_is_one_digit_not_a_strike(detached):
+    seven = np.zeros((28, 22), np.uint8)
+    cv2.line(seven, (2, 3), (19, 3), 255, 2)
+    cv2.line(seven, (19, 3), (9, 26), 255, 2)
+    if detached:
+        cv2.line(seven, (7, 14), (12, 14), 255, 2)  # stops short of the stem (x ~ 14)
+        cv2.line(seven, (17, 14), (21, 14), 255, 2)
+    else:
+        cv2.line(seven, (8, 14), (21, 14), 255, 2)
+    cell, _ = compose([seven, digit(2)], gaps=[6])
+    result = segment_cell(cell)
+    assert len(result.digits) == 2
+    assert not result.struck_through
+
+
+def test_speck_is_dropped():
+    cell, _ = compose([digit(6), digit(1)], gaps=[8])
+    cell[4:6, 2:4] = 0
+    cell[-5:-3, -6:-4] = 30
+    result = segment_cell(cell)
+    assert len(result.digits) == 2
+    assert len(result.dropped) == 2
+
+
+def test_ruled_line_remnants_along_the_edges_are_dropped():
+    cell, _ = compose([digit(8), digit(3)], gaps=[6])
+    height, width = cell.shape
+    cell[0:2, 5 : width - 10] = 20  # top line remnant
+    cell[height - 2 :, 0 : width // 2] = 40  # bottom
+    cell[6 : height - 4, width - 2 :] = 20  # right edge
+    result = segment_cell(cell)
+    assert len(result.digits) == 2
+    assert len(result.dropped) == 3
+
+
+def test_struck_through_number_is_detected_and_its_digits_kept():
+    cell, ranges = compose([digit(2, 3), digit(4, 3), digit(0, 3)], gaps=[5, 5])
+    height = cell.shape[0]
+    cv2.line(cell, (ranges[0][0] - 3, height // 2), (ranges[-1][1] + 3, height // 2 + 1), 0, 2)
+    result = segment_cell(cell)
+    assert result.struck_through
+    assert len(result.digits) == 3
+
+
+def test_plain_numbers_are_not_struck_through():
+    for labels in ([7], [4, 1], [5, 2, 3], [2, 0]):
+        cell, _ = compose([digit(d, 4) for d in labels], gaps=[5] * (len(labels) - 1))
+        assert not segment_cell(cell).struck_through, labels
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from pipeline.model import get_classifier
+
+    return get_classifier("paper", intra_op_threads=1, inter_op_threads=1)
+
+
+def test_recognition_picks_the_split_of_touching_pairs(classifier):
+    """Touching pairs of real MNIST digits: the classifier-checked split finds two digits."""
+    right = 0
+    pairs = [(3, 5), (2, 8), (4, 6), (9, 0), (5, 3), (6, 2), (0, 4), (8, 9), (2, 3), (7, 0)]
+    for index, (a, b) in enumerate(pairs):
+        cell, _ = compose([digit(a, index), digit(b, index)], gaps=[-1])
+        chosen = choose_split(segment_cell(cell), classifier.predict_proba)
+        right += len(chosen.digits) == 2
+        assert not chosen.ambiguous
+    assert right >= 8
+
+
+def test_recognition_keeps_single_wide_digits_whole(classifier):
+    kept = 0
+    for index in range(10):
+        for label in (0, 2, 4):
+            cell, _ = compose([digit(label, index)], gaps=[])
+            kept += len(choose_split(segment_cell(cell), classifier.predict_proba).digits) == 1
+    assert kept >= 28
