@@ -1,0 +1,229 @@
+"""Number decoding, calibration and the sum rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.decode import (
+    Flag,
+    NumberReading,
+    apply_header_rule,
+    apply_sum_rule,
+    calibrate,
+    decode_number,
+    fit_temperature,
+    reliability,
+)
+from pipeline.errors import BadInput
+
+
+def probs_for(text: str, sure: float = 0.999, alternatives: dict | None = None, classes: int = 10):
+    """(k, classes) probabilities reading ``text``: each digit gets ``sure``; alternatives maps
+    a digit position to {other digit: probability} taken from that position's best."""
+    rows = []
+    for position, char in enumerate(text):
+        row = np.full(classes, 0.0)
+        others = (alternatives or {}).get(position, {})
+        best = sure - sum(others.values())
+        row[int(char)] = best
+        for other, probability in others.items():
+            row[other] = probability
+        spare = 1.0 - row.sum()
+        free = [c for c in range(classes) if row[c] == 0.0]
+        row[free] = spare / len(free)
+        rows.append(row)
+    return np.array(rows)
+
+
+def reading(text: str, sure: float = 0.999, alternatives: dict | None = None) -> NumberReading:
+    return decode_number(probs_for(text, sure, alternatives))
+
+
+EMPTY = decode_number(np.zeros((0, 10)))
+
+
+# --------------------------------------------------------------------------- decode_number
+
+
+def test_number_is_the_best_digits_and_confidence_their_product():
+    result = decode_number(probs_for("12", alternatives={0: {7: 0.1}, 1: {7: 0.2}}))
+    assert result.value == 12 and result.text == "12"
+    assert result.confidence == pytest.approx(0.899 * 0.799)
+    assert Flag.LOW_CONFIDENCE in result.flags and not result.accepted
+    texts = [text for text, _ in result.alternatives]
+    assert texts[:2] == ["12", "17"]
+    probabilities = [p for _, p in result.alternatives]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) <= 1.0 + 1e-9
+
+
+def test_confident_number_is_accepted_without_flags():
+    result = reading("305")
+    assert result.value == 305 and result.flags == frozenset() and result.accepted
+
+
+def test_leading_zero_is_kept_in_the_text():
+    result = reading("07")
+    assert result.text == "07" and result.value == 7
+
+
+def test_empty_cell_reads_zero_flagged_empty_and_is_accepted():
+    assert EMPTY.value == 0 and EMPTY.text == ""
+    assert EMPTY.flags == {Flag.EMPTY}
+    assert EMPTY.accepted
+
+
+def test_not_a_digit_pieces_are_dropped_from_the_number():
+    probs = probs_for("3", classes=11)
+    junk = np.full((1, 11), 0.01)
+    junk[0, 10] = 0.9
+    result = decode_number(np.vstack([probs, junk]))
+    assert result.text == "3"
+    assert result.confidence == pytest.approx(0.999 * 0.9)
+    only_junk = decode_number(junk)
+    assert only_junk.value == 0 and Flag.EMPTY in only_junk.flags
+
+
+def test_too_many_pieces_is_illegible():
+    result = decode_number(probs_for("12345"))
+    assert result.value is None and Flag.ILLEGIBLE in result.flags and not result.accepted
+
+
+def test_very_uncertain_number_is_illegible():
+    flat = np.full((2, 10), 0.1)
+    result = decode_number(flat)
+    assert result.value is None and Flag.ILLEGIBLE in result.flags
+
+
+def test_struck_through_is_flagged_for_review():
+    result = decode_number(probs_for("25"), struck_through=True)
+    assert result.value == 25 and Flag.STRUCK_THROUGH in result.flags and not result.accepted
+
+
+def test_bad_probability_shape_is_rejected():
+    with pytest.raises(BadInput, match="10\\|11"):
+        decode_number(np.ones((2, 7)) / 7)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_temperature_above_one_softens_and_one_is_identity():
+    probs = probs_for("4", sure=0.99)
+    assert np.allclose(calibrate(probs, 1.0), probs)
+    assert calibrate(probs, 2.0).max() < 0.99
+    assert calibrate(probs, 0.5).max() > 0.99
+
+
+def test_fit_temperature_softens_an_overconfident_model():
+    """Readings said 0.99 but right only 85% of the time: the fit must raise T and bring the
+    mean confidence near the accuracy."""
+    rng = np.random.default_rng(0)
+    probs_list = [probs_for(str(rng.integers(10)), sure=0.99) for _ in range(400)]
+    correct = rng.random(400) < 0.85
+    temperature = fit_temperature(probs_list, correct)
+    assert temperature > 1.0
+    confidence = np.mean([decode_number(p, temperature=temperature).confidence for p in probs_list])
+    assert abs(confidence - correct.mean()) < 0.05
+
+
+def test_reliability_table_counts_and_error():
+    rows, ece = reliability([0.95, 0.95, 0.6, 0.6], [True, False, True, True])
+    assert sum(row["n"] for row in rows) == 4
+    assert ece == pytest.approx((2 * abs(0.95 - 0.5) + 2 * abs(0.6 - 1.0)) / 4)
+
+
+# --------------------------------------------------------------------------- sum rule
+
+
+def column_as_read():
+    """A column whose handwritten numbers are 12, 35, 40, (empty) and total 87."""
+    return [reading("12"), reading("35"), reading("40"), EMPTY]
+
+
+def test_consistent_column_is_kept_and_confidences_raised():
+    rows = [reading("12", sure=0.85), reading("35"), reading("40"), EMPTY]
+    assert Flag.LOW_CONFIDENCE in rows[0].flags
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert result.flags == frozenset() and result.changed == ()
+    assert [r.value for r in result.rows] == [12, 35, 40, 0]
+    assert result.rows[0].confidence > rows[0].confidence
+    assert Flag.LOW_CONFIDENCE not in result.rows[0].flags
+
+
+def test_sum_rule_fixes_a_planted_single_digit_error():
+    rows = column_as_read()
+    rows[1] = reading("36", alternatives={1: {5: 0.3}})  # a 5 misread as 6 (second choice 5)
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert [r.value for r in result.rows] == [12, 35, 40, 0]
+    assert result.changed == (1,)
+    assert result.flags == {Flag.CORRECTED_BY_SUM}
+    assert Flag.CORRECTED_BY_SUM in result.rows[1].flags
+    assert result.rows[1].accepted and result.posterior >= 0.95
+    assert all(Flag.CORRECTED_BY_SUM not in r.flags for i, r in enumerate(result.rows) if i != 1)
+
+
+def test_sum_rule_fixes_a_misread_total_that_rows_and_sobres_agree_on():
+    total = reading("81", alternatives={1: {7: 0.25}})
+    result = apply_sum_rule(column_as_read(), total, reading("87"))
+    assert result.total.value == 87 and result.changed == (4,)
+
+
+def test_sum_rule_refuses_a_column_with_two_independent_errors():
+    rows = column_as_read()
+    rows[0] = reading("17", alternatives={1: {2: 0.3}})
+    rows[1] = reading("38", alternatives={1: {5: 0.3}})
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert result.flags == {Flag.SUM_MISMATCH}
+    assert [r.value for r in result.rows] == [17, 38, 40, 0]
+    assert all(Flag.SUM_MISMATCH in r.flags and not r.accepted for r in result.readings)
+
+
+def test_sum_rule_refuses_an_improbable_correction():
+    """The only consistent reading needs a digit the model gave 0.0005: a writer's slip is
+    likelier, so the column is flagged, not 'fixed'."""
+    rows = column_as_read()
+    rows[1] = reading("36", sure=0.9999, alternatives={1: {5: 0.0005}})
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert result.flags == {Flag.SUM_MISMATCH} and rows[1].value == result.rows[1].value
+
+
+def test_sum_rule_refuses_when_two_corrections_are_equally_likely():
+    rows = column_as_read()
+    rows[0] = reading("13", alternatives={1: {2: 0.3}})  # 12 or ...
+    rows[2] = reading("41", alternatives={1: {0: 0.3}})  # ... 40 would both fix the sum
+    rows[1] = reading("35")
+    total = reading("88", alternatives={1: {7: 0.3}})
+    result = apply_sum_rule(rows, total, None)
+    assert result.flags == {Flag.SUM_MISMATCH}
+
+
+def test_posterior_follows_the_stated_formula():
+    rows = column_as_read()
+    rows[1] = reading("36", alternatives={1: {5: 0.3}})
+    weight = 2000.0
+    result = apply_sum_rule(rows, reading("87"), None, consistency_weight=weight)
+    row_36 = rows[1].value_table()
+    ratio = row_36[35] / row_36[36]
+    assert result.posterior <= weight * ratio / (weight * ratio + 1.0)
+    assert result.posterior > 0.95
+
+
+def test_header_rule_votantes_minus_sobres_is_diferencia():
+    ok = apply_header_rule(reading("257"), reading("257"), EMPTY)
+    assert ok.flags == frozenset()
+    fixed = apply_header_rule(reading("251", alternatives={2: {7: 0.3}}), reading("257"), EMPTY)
+    assert [r.value for r in fixed.readings] == [257, 257, 0]
+    assert fixed.changed == (0,)
+    wrong = apply_header_rule(reading("300"), reading("257"), reading("5"))
+    assert wrong.flags == {Flag.HEADER_MISMATCH}
+
+
+def test_illegible_cell_without_probabilities_cannot_be_checked():
+    illegible = decode_number(probs_for("12345"))
+    result = apply_sum_rule([illegible, reading("4")], reading("9"))
+    assert result.flags == {Flag.SUM_MISMATCH}
+    assert not math.isnan(result.posterior)
