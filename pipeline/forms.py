@@ -495,12 +495,9 @@ def parse_template(data: Any) -> FormTemplate:
         )
     if not columns:
         raise _fail("columns", "must list at least one office column")
-    _check_ordered(
-        [(c.x0, c.x1) for c in (*label_columns, *columns)],
-        "columns",
-        table.x0,
-        table.x1,
-    )
+    _check_ordered([(c.x0, c.x1) for c in label_columns], "label_columns", table.x0, table.x1)
+    first_office_x = label_columns[-1].x1 if label_columns else table.x0
+    _check_ordered([(c.x0, c.x1) for c in columns], "columns", first_office_x, table.x1)
     cargo_ids = [c.cargo_id for c in columns]
     if len(set(cargo_ids)) != len(cargo_ids):
         raise _fail("columns", f"cargo_id values must be unique, got {cargo_ids}")
