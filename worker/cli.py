@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "worker.commands.model",
     "worker.commands.forms",
     "worker.commands.synth",
+    "worker.commands.jobs",
 ]
 
 

@@ -1,0 +1,207 @@
+"""``escrutinio enqueue``, ``worker``, ``status`` and ``retry-failed``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from db import scans
+from db.migrate import require_current_schema
+from db.session import get_engine
+from pipeline.errors import BadInput
+from worker.embedded import broker_url, database_url
+from worker.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    enqueue = subparsers.add_parser(
+        "enqueue",
+        help="register scan files (by sha256) and queue them for the workers; re-run to resume",
+    )
+    enqueue.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    enqueue.add_argument("--form", required=True, help="form template of these scans")
+    enqueue.add_argument(
+        "--chunk", type=int, help="scans per message (default ESCRUTINIO_CHUNK_SIZE)"
+    )
+    enqueue.add_argument("--json", action="store_true", help="print the counts as JSON")
+    enqueue.set_defaults(func=run_enqueue)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="start a Celery worker on the read and reconcile queues",
+        description="Start a Celery worker. Extra arguments go to `celery worker` "
+        "(e.g. --concurrency 4 --loglevel DEBUG).",
+    )
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_OPTION")
+    worker.set_defaults(func=run_worker)
+
+    status = subparsers.add_parser("status", help="scans by status, rate, queue, failures")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=run_status)
+
+    retry = subparsers.add_parser(
+        "retry-failed", help="queue failed (and stalled) scans again, with their attempts reset"
+    )
+    retry.add_argument("--chunk", type=int, help="scans per message")
+    retry.set_defaults(func=run_retry_failed)
+
+
+def _chunk_size(value: int | None) -> int:
+    size = value or get_settings().chunk_size
+    if not 1 <= size <= 1024:
+        raise BadInput(f"--chunk must be between 1 and 1024, got {size}")
+    return size
+
+
+def run_enqueue(args: argparse.Namespace) -> int:
+    from pipeline.forms import load_template
+    from worker.celery_app import make_app
+    from worker.queueing import register_files, send_pending
+
+    settings = get_settings()
+    chunk = _chunk_size(args.chunk)
+    load_template(args.form)  # an unknown form is refused before any file is hashed
+    try:
+        files = scans.find_scan_files(args.paths)
+    except FileNotFoundError as exc:
+        raise BadInput(str(exc)) from None
+    started = time.perf_counter()
+    with (
+        database_url(settings.database_url, settings.state_dir, keep=True) as db,
+        broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
+    ):
+        require_current_schema(db)
+        engine = get_engine(db)
+        with tqdm(total=len(files), unit=" files", desc="register", disable=args.json) as bar:
+            registered = register_files(engine, files, args.form, progress=bar.update)
+        app = make_app(settings, broker)
+        with tqdm(unit=" scans", desc="enqueue", disable=args.json) as bar:
+            queued, messages, in_flight = send_pending(
+                engine, app, broker, chunk, progress=bar.update
+            )
+    report = {
+        "files": len(files),
+        "registered": registered,
+        "already_registered": len(files) - registered,
+        "queued": queued,
+        "messages": messages,
+        "left_in_flight": in_flight,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{len(files)} files: {registered} newly registered, "
+            f"{report['already_registered']} already known; queued {queued} scans in "
+            f"{messages} messages of up to {chunk} ({report['seconds']} s)"
+        )
+        if in_flight:
+            print(
+                f"{in_flight} scans are queued with messages still in the broker; "
+                "run enqueue again once the queue is empty if they do not finish"
+            )
+    return 0
+
+
+def default_concurrency() -> int:
+    """One worker process per CPU core (each runs TensorFlow with one intra-op thread)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    extra = list(args.celery_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    with (
+        database_url(settings.database_url, settings.state_dir, keep=True) as db,
+        broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
+    ):
+        # Pool processes read these (and a restarted process after a crash too).
+        os.environ["ESCRUTINIO_DATABASE_URL"] = db
+        os.environ["ESCRUTINIO_BROKER_URL"] = broker
+        get_settings.cache_clear()
+        from worker.celery_app import READ_QUEUE, RECONCILE_QUEUE, app, celery_config
+
+        app.conf.update(celery_config(get_settings(), broker))
+        argv = ["worker", "--queues", f"{READ_QUEUE},{RECONCILE_QUEUE}", "--loglevel", "INFO"]
+        if not any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in extra):
+            argv += ["--concurrency", str(default_concurrency())]
+        app.worker_main(argv + extra)
+    return 0
+
+
+def collect_status(db: str, broker: str | None) -> dict[str, object]:
+    """The numbers ``escrutinio status`` prints (also used by ``demo``)."""
+    from worker.queueing import broker_backlog
+
+    with get_engine(db).connect() as connection:
+        state = scans.queue_status(connection)
+    waiting, unacked = broker_backlog(broker) if broker else (None, None)
+    return {
+        "scans": {
+            name: state.scans.get(name, 0)
+            for name in ("registered", "queued", "processing", "done", "failed")
+        },
+        "stalled": state.stalled,
+        "queue_depth": waiting,
+        "unacknowledged": unacked,
+        "done_last_minute": state.done_last_minute,
+        "rate_per_second": state.rate_per_second,
+        "failures": [{"reason": reason, "count": count} for reason, count in state.failures],
+    }
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with (
+        database_url(settings.database_url, settings.state_dir, keep=True) as db,
+        broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
+    ):
+        require_current_schema(db)
+        report = collect_status(db, broker)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    counts = report["scans"]
+    print("scans: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    if report["stalled"]:
+        print(f"stalled (processing, no live worker): {report['stalled']} - see retry-failed")
+    print(
+        f"queue: {report['queue_depth']} messages waiting, "
+        f"{report['unacknowledged']} being processed"
+    )
+    print(
+        f"rate: {report['rate_per_second']} scans/s over the last minute "
+        f"({report['done_last_minute']} done)"
+    )
+    if report["failures"]:
+        print("failures:")
+        for failure in report["failures"]:
+            print(f"  {failure['count']:>6}  {failure['reason']}")
+    return 0
+
+
+def run_retry_failed(args: argparse.Namespace) -> int:
+    from worker.celery_app import make_app
+    from worker.queueing import send_pending
+
+    settings = get_settings()
+    chunk = _chunk_size(args.chunk)
+    with (
+        database_url(settings.database_url, settings.state_dir, keep=True) as db,
+        broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
+    ):
+        require_current_schema(db)
+        engine = get_engine(db)
+        with engine.begin() as connection:
+            reset = scans.reset_for_retry(connection)
+        queued, messages, _ = send_pending(engine, make_app(settings, broker), broker, chunk)
+    print(f"{reset} failed or stalled scans reset; queued {queued} scans in {messages} messages")
+    return 0

@@ -1,0 +1,264 @@
+"""Celery tasks: thin wrappers that claim scans, call the pipeline and write through ``db.scans``.
+
+``read_chunk(scan_ids)`` (queue ``read``) is the only message the scan pipeline sends:
+ids only, JSON. A chunk goes through
+
+1. ``claim_scans``: scans already done, failed or held by a live worker are skipped; a
+   chunk whose scans were claimed before without finishing is split into one message per
+   scan (so one poison scan cannot sink its neighbours); scans over the redelivery cap
+   are marked failed.
+2. per scan: the path must lie under ``ESCRUTINIO_SCAN_ROOTS`` and ``load_scan`` checks
+   size and header dimensions before decoding. A bad scan is failed with its reason.
+3. ``read_telegrams`` for all loaded scans of a form: ONE batched model call.
+4. ONE transaction: readings upserted, scans done or failed.
+
+Database and broker outages raise a retry with exponential backoff; the retry count is
+passed to ``claim_scans`` so handled retries do not count against the redelivery cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import kombu.exceptions
+import redis.exceptions
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db import scans
+from db.session import get_engine
+from pipeline.errors import BadInput
+from worker.celery_app import WORKER_APPLICATION_NAME, app, resolve_database_url
+from worker.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Errors that say "the infrastructure is down, try again later", never "this scan is bad".
+TRANSIENT_ERRORS = (
+    OperationalError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+)
+MAX_TRANSIENT_RETRIES = 8
+
+
+def worker_database_url() -> str:
+    """The database URL with ``application_name=escrutinio-worker`` (shows in pg_stat_activity)."""
+    url = resolve_database_url(get_settings())
+    if not url:
+        from worker.embedded import ServiceError
+
+        raise ServiceError(
+            "no database: set ESCRUTINIO_DATABASE_URL or run `escrutinio services start`"
+        )
+    return (
+        make_url(url)
+        .update_query_dict({"application_name": WORKER_APPLICATION_NAME})
+        .render_as_string(hide_password=False)
+    )
+
+
+def load_classifier():
+    """The process's digit classifier (loaded once per worker process, after the fork)."""
+    from pipeline.model import get_classifier
+
+    settings = get_settings()
+    concurrency = int(app.conf.worker_concurrency or os.cpu_count() or 1)
+    threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // concurrency)
+    return get_classifier(
+        str(settings.model_path or settings.model),
+        device=settings.device,
+        intra_op_threads=threads,
+        inter_op_threads=settings.inter_op_threads or 1,
+    )
+
+
+@lru_cache(maxsize=16)
+def _template(form: str):
+    from pipeline.forms import load_template
+
+    return load_template(form)
+
+
+def checked_scan_path(path: str, roots: list[Path]) -> Path:
+    """``path`` resolved (symlinks followed); BadInput if it lies outside every scan root."""
+    resolved = Path(os.path.realpath(path))
+    if roots and not any(resolved.is_relative_to(Path(os.path.realpath(r))) for r in roots):
+        raise BadInput(
+            f"{path}: outside the configured scan roots "
+            f"({os.pathsep.join(str(root) for root in roots)}); refused"
+        )
+    return resolved
+
+
+def backoff_seconds(retries: int) -> int:
+    """1, 2, 4, ... seconds, at most a quarter of the visibility timeout (and 60 s)."""
+    ceiling = max(1, min(60, get_settings().visibility_timeout // 4))
+    return min(ceiling, 2**retries)
+
+
+def _send_singles(scan_ids: list[int], forgiven_claims: int) -> None:
+    for scan_id in scan_ids:
+        read_chunk.apply_async(([scan_id],), {"forgiven_claims": forgiven_claims})
+
+
+@app.task(name="escrutinio.read_chunk", bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+def read_chunk(self, scan_ids: list[int], forgiven_claims: int = 0) -> dict[str, int]:
+    """Read one chunk of scans (ids only) and write the results; returns counts by outcome."""
+    if not isinstance(scan_ids, list) or not all(
+        isinstance(scan_id, int) and not isinstance(scan_id, bool) for scan_id in scan_ids
+    ):
+        logger.error("read_chunk: rejecting malformed message scan_ids=%r", scan_ids)
+        raise Reject("scan_ids must be a list of integers", requeue=False)
+    forgiven = int(forgiven_claims) + int(self.request.retries)
+    try:
+        engine = get_engine(worker_database_url())
+        with engine.connect() as connection:
+            try:
+                return _read_chunk(connection, scan_ids, forgiven)
+            finally:
+                _release_all(connection)
+    except TRANSIENT_ERRORS as exc:
+        logger.warning("read_chunk %s: transient error, retrying: %s", scan_ids, exc)
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+
+
+def _release_all(connection: Connection) -> None:
+    """Drop every advisory lock of this session before the connection goes back to the pool."""
+    try:
+        if not connection.invalidated and not connection.closed:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock_all()"))
+            connection.commit()
+    except DBAPIError:
+        connection.invalidate()  # a dead session holds no locks; do not reuse the connection
+
+
+def _read_chunk(connection: Connection, scan_ids: list[int], forgiven: int) -> dict[str, int]:
+    settings = get_settings()
+    claim = scans.claim_scans(connection, scan_ids, settings.max_deliveries, forgiven)
+    outcome = {
+        "claimed": len(claim.claimed),
+        "skipped": len(claim.skipped),
+        "exhausted": len(claim.exhausted),
+        "split": len(claim.split),
+        "done": 0,
+        "failed": 0,
+    }
+    if claim.split:
+        logger.warning("chunk %s was claimed before without finishing: splitting", scan_ids)
+        _send_singles(claim.split, forgiven)
+        return outcome
+    if not claim.claimed:
+        return outcome
+    try:
+        readings, failures = _read_claimed(claim.claimed, settings)
+        with connection.begin():
+            scans.save_readings(connection, readings, form=claim.claimed[0].form)
+            scans.mark_failed(connection, failures)
+    except SoftTimeLimitExceeded:
+        return _over_soft_limit(connection, claim.claimed, forgiven, outcome, settings)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # a bug, not the scans' fault: record it, do not loop
+        logger.exception("read_chunk %s: unexpected error", scan_ids)
+        reason = f"internal error while reading: {type(exc).__name__}: {exc}"
+        with connection.begin():
+            scans.mark_failed(connection, {scan.id: reason for scan in claim.claimed})
+        raise
+    outcome["done"], outcome["failed"] = len(readings), len(failures)
+    return outcome
+
+
+def _read_claimed(
+    claimed: list[scans.ClaimedScan], settings
+) -> tuple[list[tuple[scans.ClaimedScan, Any]], dict[int, str]]:
+    """Load, validate and read the claimed scans: (readings to save, failure reason by id)."""
+    from pipeline.read import load_scan, read_telegrams
+
+    failures: dict[int, str] = {}
+    loaded: dict[str, list[tuple[scans.ClaimedScan, Any]]] = defaultdict(list)
+    for scan in claimed:
+        try:
+            path = checked_scan_path(scan.path, settings.scan_roots)
+            image = load_scan(path, settings.max_scan_bytes, settings.max_scan_pixels)
+        except BadInput as exc:
+            failures[scan.id] = str(exc)
+            continue
+        except OSError as exc:
+            failures[scan.id] = f"{scan.path}: cannot read the file ({exc.strerror or exc})"
+            continue
+        loaded[scan.form].append((scan, image))
+    readings: list[tuple[scans.ClaimedScan, Any]] = []
+    for form, items in loaded.items():
+        try:
+            template = _template(form)
+        except BadInput as exc:
+            failures.update({scan.id: str(exc) for scan, _ in items})
+            continue
+        results = read_telegrams(
+            [image for _, image in items],
+            template,
+            load_classifier(),
+            scan_names=[scan.path for scan, _ in items],
+            expected_mesa_codes=[scan.mesa_code for scan, _ in items],
+        )
+        for (scan, _), reading in zip(items, results, strict=True):
+            if reading.error:
+                failures[scan.id] = str(reading.error)
+            else:
+                readings.append((scan, reading))
+    return readings, failures
+
+
+def _over_soft_limit(connection, claimed, forgiven, outcome, settings) -> dict[str, int]:
+    """Hand a slow chunk back one scan per message; a single slow scan fails with its reason."""
+    ids = [scan.id for scan in claimed]
+    with connection.begin():
+        if len(ids) > 1:
+            scans.requeue_scans(connection, ids)
+        else:
+            scans.mark_failed(
+                connection,
+                {
+                    ids[0]: f"{claimed[0].path}: reading took longer than the soft time limit "
+                    f"of {settings.task_soft_time_limit} s"
+                },
+            )
+    if len(ids) > 1:
+        logger.warning("chunk %s over the soft time limit: splitting", ids)
+        _send_singles(ids, forgiven)
+        outcome["split"] = len(ids)
+    else:
+        outcome["failed"] = 1
+    return outcome
+
+
+@app.task(name="escrutinio.reconcile", bind=True, max_retries=MAX_TRANSIENT_RETRIES)
+def reconcile(self, full: bool = False) -> dict[str, Any]:
+    """Reconcile the mesas whose data changed (``db.reconcile``; queue ``reconcile``).
+
+    A run already in progress elsewhere makes this one return ``skipped`` at once.
+    """
+    from db.reconcile import reconcile as reconcile_database
+
+    try:
+        stats = reconcile_database(
+            worker_database_url(),
+            full=full,
+            threshold=get_settings().confidence_threshold,
+            wait=False,
+        )
+    except TRANSIENT_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+    return stats.as_dict()
