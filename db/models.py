@@ -336,7 +336,12 @@ class CellReading(Base):
 
 
 class CellVerdict(Base):
-    """The reconciliation's conclusion for one cell of a mesa, with its evidence."""
+    """The reconciliation's conclusion for one cell of a mesa, with its evidence.
+
+    Derived data, rebuilt per dirty mesa by ``db.reconcile``: the ids of the manual entry,
+    reading, recognition and scan it was computed from are kept as plain evidence columns
+    (no foreign keys, so deleting readings never has to touch this table).
+    """
 
     __tablename__ = "cell_verdict"
     __table_args__ = (
@@ -360,15 +365,87 @@ class CellVerdict(Base):
     agrupacion_id: Mapped[int | None] = mapped_column(Integer)
     lista_numero: Mapped[str | None] = mapped_column(String(32))
     verdict: Mapped[str] = mapped_column(String(24))
-    manual_entry_id: Mapped[int | None] = mapped_column(
-        ForeignKey("manual_entry.id", ondelete="SET NULL")
-    )
-    cell_reading_id: Mapped[int | None] = mapped_column(
-        ForeignKey("cell_reading.id", ondelete="SET NULL")
-    )
+    manual_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    cell_reading_id: Mapped[int | None] = mapped_column(BigInteger)
     manual_value: Mapped[int | None] = mapped_column(Integer)
     reading_value: Mapped[int | None] = mapped_column(Integer)
     reading_confidence: Mapped[float | None] = mapped_column(Float)
+    #: Sum of the column's non-total rows: typed, and as read (null if a cell is unread).
     manual_column_sum: Mapped[int | None] = mapped_column(Integer)
     reading_column_sum: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    #: The mesa row (of the latest election holding that code) the manual side came from.
+    mesa_id: Mapped[int | None] = mapped_column(Integer)
+    scan_id: Mapped[int | None] = mapped_column(BigInteger)
+    recognition_id: Mapped[int | None] = mapped_column(BigInteger)
+    reading_flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    reading_digits: Mapped[str | None] = mapped_column(String(16))
+    #: The telegram's TOTAL cell of the column, as read.
+    reading_column_total: Mapped[int | None] = mapped_column(Integer)
+    #: Header "sobres en la urna": as read on the telegram, and in the official per-mesa data.
+    reading_sobres: Mapped[int | None] = mapped_column(Integer)
+    manual_sobres: Mapped[int | None] = mapped_column(Integer)
+    #: Whether the column satisfies the sum rule (see ``db.reconcile``).
+    reading_column_consistent: Mapped[bool | None] = mapped_column()
+    manual_column_consistent: Mapped[bool | None] = mapped_column()
+
+
+class ReconcileDirtyMesa(Base):
+    """A mesa whose readings or manual entries changed since the last reconciliation.
+
+    Filled by statement-level triggers on scan, recognition, cell_reading, mesa and
+    manual_entry (migration 0002); emptied by ``db.reconcile.reconcile``.
+    """
+
+    __tablename__ = "reconcile_dirty_mesa"
+
+    mesa_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReconcileRun(Base):
+    """One reconciliation run: what it touched and how long it took."""
+
+    __tablename__ = "reconcile_run"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    full_run: Mapped[bool] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    seconds: Mapped[float] = mapped_column(Float)
+    mesas: Mapped[int] = mapped_column(Integer)
+    cells: Mapped[int] = mapped_column(Integer)
+    inserted: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[int] = mapped_column(Integer)
+    deleted: Mapped[int] = mapped_column(Integer)
+
+
+class ReviewedValue(Base):
+    """What a person decided a cell says (``escrutinio review import``)."""
+
+    __tablename__ = "reviewed_value"
+    __table_args__ = (
+        UniqueConstraint(
+            "mesa_code",
+            "cargo_id",
+            "votos_tipo",
+            "agrupacion_id",
+            "lista_numero",
+            name="uq_reviewed_value_cell",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint("value >= 0", name="value_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    mesa_code: Mapped[str] = mapped_column(String(32))
+    cargo_id: Mapped[int] = mapped_column(Integer)
+    votos_tipo: Mapped[str] = mapped_column(String(16))
+    agrupacion_id: Mapped[int | None] = mapped_column(Integer)
+    lista_numero: Mapped[str | None] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(Text, server_default="")
+    #: The file it was imported from.
+    source: Mapped[str] = mapped_column(Text, server_default="")
+    reviewed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

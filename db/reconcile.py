@@ -1,0 +1,278 @@
+"""Reconciliation: every cell's reading against its manual entry, as a verdict with evidence.
+
+For each mesa to reconcile, the reading that counts is the current recognition of the mesa's
+latest done scan (view ``v_current_recognition``), and the manual side is the mesa row of the
+latest election holding that code. Cells are matched on the natural keys (cargo_id, votos_tipo,
+agrupacion_id, lista_numero); the telegram's TOTAL cells are evidence, not cells to judge.
+
+Per column (mesa x office):
+- the reading column is *consistent* when every cell was read and the non-total cells add up
+  to the TOTAL cell and to the header's sobres as read (each one that was read; at least one);
+- the manual column is *consistent* when the typed entries add up to the sobres (the official
+  per-mesa header if known, else the telegram's header, else the telegram's TOTAL).
+
+Per cell, the first rule that applies:
+  MISSING_READING  no reading for the cell (no done scan, or the reading lacks that cell);
+  MISSING_MANUAL   no typed entry for the cell;
+  MATCH            both values equal;
+  READING_UNSURE   the reading has no value, is below the confidence threshold, or carries a
+                   review flag (pipeline.decode.REVIEW_FLAGS): a person looks;
+  MANUAL_SUSPECT   the reading column is consistent and the manual column is not (the
+                   telegram says 121, the column sums to the 275 envelopes, the typed entry is 21);
+  READING_SUSPECT  otherwise: they disagree and the typed side is the consistent one (or
+                   neither side is, in which case the official data is presumed right).
+
+Everything is set-based SQL over temporary tables, in one transaction per run. Incremental
+runs take the mesas marked in ``reconcile_dirty_mesa`` (triggers mark every mesa whose scans,
+readings, header or manual entries change); ``full=True`` takes every known mesa. Verdict rows
+are upserted only when something in them changed and removed when their cell disappeared, so
+running twice changes nothing. Runs are serialised with an advisory lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Connection, text
+
+from db.session import get_engine
+from pipeline.decode import REVIEW_FLAGS
+
+#: Key of the advisory lock that serialises reconciliation runs.
+RECONCILE_LOCK_ID = 0x7265636F
+
+_BATCH = """
+CREATE TEMP TABLE rc_batch (mesa_code varchar(32) PRIMARY KEY) ON COMMIT DROP
+"""
+_TAKE_DIRTY = """
+WITH taken AS (DELETE FROM reconcile_dirty_mesa RETURNING mesa_code)
+INSERT INTO rc_batch SELECT mesa_code FROM taken
+"""
+_TAKE_ALL = [
+    "DELETE FROM reconcile_dirty_mesa",
+    """INSERT INTO rc_batch
+       SELECT mesa_code FROM mesa
+       UNION SELECT mesa_code FROM scan WHERE mesa_code IS NOT NULL
+       UNION SELECT mesa_code FROM recognition WHERE mesa_code IS NOT NULL
+       UNION SELECT mesa_code FROM cell_verdict""",
+]
+
+# Natural keys normalised to the convention: POSITIVO carries agrupacion_id and lista_numero
+# ("" when none), other vote types carry neither.
+_STEPS = [
+    (
+        "rc_mesa",
+        """SELECT DISTINCT ON (m.mesa_code) m.mesa_code, m.id AS mesa_id, m.sobres
+       FROM mesa m JOIN rc_batch b ON b.mesa_code = m.mesa_code
+       ORDER BY m.mesa_code, m.election_id DESC""",
+    ),
+    (
+        "rc_recognition",
+        """SELECT cur.mesa_code, cur.recognition_id, cur.scan_id, cur.sobres
+       FROM v_current_recognition cur JOIN rc_batch b ON b.mesa_code = cur.mesa_code""",
+    ),
+    (
+        "rc_reading",
+        """SELECT c.id, rr.mesa_code, c.cargo_id, c.votos_tipo,
+              CASE WHEN c.votos_tipo = 'POSITIVO' THEN c.agrupacion_id END AS agrupacion_id,
+              CASE WHEN c.votos_tipo = 'POSITIVO' THEN coalesce(c.lista_numero, '') END
+                  AS lista_numero,
+              c.value, c.confidence, c.flags, c.digits
+       FROM rc_recognition rr JOIN cell_reading c ON c.recognition_id = rr.recognition_id""",
+    ),
+    (
+        "rc_manual",
+        """SELECT e.id, rm.mesa_code, o.cargo_id, e.votos_tipo, p.agrupacion_id,
+              CASE WHEN e.votos_tipo = 'POSITIVO' THEN coalesce(pl.lista_numero, '') END
+                  AS lista_numero,
+              e.votos_cantidad
+       FROM rc_mesa rm
+       JOIN manual_entry e ON e.mesa_id = rm.mesa_id
+       JOIN office o ON o.id = e.office_id
+       LEFT JOIN party_list pl ON pl.id = e.list_id
+       LEFT JOIN party p ON p.id = pl.party_id""",
+    ),
+    (
+        "rc_reading_column",
+        """SELECT mesa_code, cargo_id,
+              sum(value) FILTER (WHERE votos_tipo <> 'TOTAL') AS column_sum,
+              count(*) FILTER (WHERE votos_tipo <> 'TOTAL' AND value IS NULL) AS unread,
+              max(value) FILTER (WHERE votos_tipo = 'TOTAL') AS column_total
+       FROM rc_reading GROUP BY mesa_code, cargo_id""",
+    ),
+    (
+        "rc_manual_column",
+        """SELECT mesa_code, cargo_id, sum(votos_cantidad) AS column_sum
+       FROM rc_manual GROUP BY mesa_code, cargo_id""",
+    ),
+    (
+        "rc_cell",
+        """SELECT coalesce(r.mesa_code, m.mesa_code) AS mesa_code,
+              coalesce(r.cargo_id, m.cargo_id) AS cargo_id,
+              coalesce(r.votos_tipo, m.votos_tipo) AS votos_tipo,
+              coalesce(r.agrupacion_id, m.agrupacion_id) AS agrupacion_id,
+              coalesce(r.lista_numero, m.lista_numero) AS lista_numero,
+              m.id AS manual_entry_id, m.votos_cantidad AS manual_value,
+              r.id AS cell_reading_id, r.value AS reading_value,
+              r.confidence AS reading_confidence, coalesce(r.flags, '{}') AS reading_flags,
+              r.digits AS reading_digits
+       FROM (SELECT * FROM rc_reading WHERE votos_tipo <> 'TOTAL') r
+       FULL JOIN rc_manual m
+         ON m.mesa_code = r.mesa_code AND m.cargo_id = r.cargo_id
+        AND m.votos_tipo = r.votos_tipo
+        AND coalesce(m.agrupacion_id, -1) = coalesce(r.agrupacion_id, -1)
+        AND coalesce(m.lista_numero, '') = coalesce(r.lista_numero, '')""",
+    ),
+    (
+        "rc_evidence",
+        """SELECT c.*, rm.mesa_id, rr.scan_id, rr.recognition_id,
+              mc.column_sum AS manual_column_sum, rc.column_sum AS reading_column_sum,
+              rc.column_total AS reading_column_total, rr.sobres AS reading_sobres,
+              rm.sobres AS manual_sobres,
+              coalesce(rc.unread = 0
+                       AND coalesce(rc.column_total, rr.sobres) IS NOT NULL
+                       AND (rc.column_total IS NULL OR rc.column_sum = rc.column_total)
+                       AND (rr.sobres IS NULL OR rc.column_sum = rr.sobres), false)
+                  AS reading_column_consistent,
+              coalesce(mc.column_sum = coalesce(rm.sobres, rr.sobres, rc.column_total), false)
+                  AS manual_column_consistent
+       FROM rc_cell c
+       LEFT JOIN rc_mesa rm ON rm.mesa_code = c.mesa_code
+       LEFT JOIN rc_recognition rr ON rr.mesa_code = c.mesa_code
+       LEFT JOIN rc_reading_column rc ON rc.mesa_code = c.mesa_code AND rc.cargo_id = c.cargo_id
+       LEFT JOIN rc_manual_column mc ON mc.mesa_code = c.mesa_code AND mc.cargo_id = c.cargo_id""",
+    ),
+    (
+        "rc_verdict",
+        """SELECT e.*,
+              CASE
+                WHEN e.cell_reading_id IS NULL THEN 'MISSING_READING'
+                WHEN e.manual_entry_id IS NULL THEN 'MISSING_MANUAL'
+                WHEN e.reading_value = e.manual_value THEN 'MATCH'
+                WHEN e.reading_value IS NULL OR e.reading_confidence < :threshold
+                     OR e.reading_flags && CAST(:review_flags AS text[]) THEN 'READING_UNSURE'
+                WHEN e.reading_column_consistent AND NOT e.manual_column_consistent
+                     THEN 'MANUAL_SUSPECT'
+                ELSE 'READING_SUSPECT'
+              END AS verdict
+       FROM rc_evidence e""",
+    ),
+]
+
+_KEY_MATCH = """n.mesa_code = v.mesa_code AND n.cargo_id = v.cargo_id
+        AND n.votos_tipo = v.votos_tipo
+        AND coalesce(n.agrupacion_id, -1) = coalesce(v.agrupacion_id, -1)
+        AND coalesce(n.lista_numero, '') = coalesce(v.lista_numero, '')"""
+
+_DELETE_STALE = f"""
+DELETE FROM cell_verdict v USING rc_batch b
+WHERE v.mesa_code = b.mesa_code
+  AND NOT EXISTS (SELECT 1 FROM rc_verdict n WHERE {_KEY_MATCH})
+"""
+
+_EVIDENCE_COLUMNS = (
+    "verdict", "manual_entry_id", "cell_reading_id", "manual_value", "reading_value",
+    "reading_confidence", "manual_column_sum", "reading_column_sum", "mesa_id", "scan_id",
+    "recognition_id", "reading_flags", "reading_digits", "reading_column_total",
+    "reading_sobres", "manual_sobres", "reading_column_consistent", "manual_column_consistent",
+)  # fmt: skip
+_KEY_COLUMNS = ("mesa_code", "cargo_id", "votos_tipo", "agrupacion_id", "lista_numero")
+
+_UPSERT = f"""
+WITH written AS (
+    INSERT INTO cell_verdict ({", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)})
+    SELECT {", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)} FROM rc_verdict
+    ON CONFLICT ON CONSTRAINT uq_cell_verdict_cell DO UPDATE
+    SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _EVIDENCE_COLUMNS)}, updated_at = now()
+    WHERE ({", ".join(f"cell_verdict.{c}" for c in _EVIDENCE_COLUMNS)})
+          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _EVIDENCE_COLUMNS)})
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+"""
+
+
+@dataclass(frozen=True)
+class ReconcileStats:
+    """What one run did. ``skipped``: another run held the lock (and ``wait`` was False)."""
+
+    full: bool
+    mesas: int = 0
+    cells: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+
+    @property
+    def unchanged(self) -> int:
+        return self.cells - self.inserted - self.updated
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "unchanged": self.unchanged}
+
+
+def reconcile_on(
+    connection: Connection, full: bool = False, threshold: float = 0.9, wait: bool = True
+) -> ReconcileStats:
+    """Reconcile inside the caller's transaction on ``connection`` (commit is the caller's).
+
+    full: every known mesa instead of the dirty ones. threshold: confidence (0..1) below
+    which a disagreeing reading is READING_UNSURE. wait: block until a concurrent run ends
+    (False: return ``skipped`` at once, as the periodic task does).
+    """
+    started = time.perf_counter()
+    if wait:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": RECONCILE_LOCK_ID})
+    else:
+        locked = connection.execute(
+            text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": RECONCILE_LOCK_ID}
+        ).scalar_one()
+        if not locked:
+            return ReconcileStats(full=full, skipped=True)
+    connection.execute(text(_BATCH))
+    for statement in _TAKE_ALL if full else [_TAKE_DIRTY]:
+        connection.execute(text(statement))
+    mesas = connection.execute(text("SELECT count(*) FROM rc_batch")).scalar_one()
+    if mesas == 0:
+        connection.execute(text("DROP TABLE rc_batch"))
+        return ReconcileStats(full=full, seconds=time.perf_counter() - started)
+    connection.execute(text("ANALYZE rc_batch"))
+    parameters = {"threshold": threshold, "review_flags": sorted(REVIEW_FLAGS)}
+    for table, query in _STEPS:
+        connection.execute(text(f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {query}"), parameters)
+        connection.execute(text(f"ANALYZE {table}"))
+    cells = connection.execute(text("SELECT count(*) FROM rc_verdict")).scalar_one()
+    deleted = connection.execute(text(_DELETE_STALE)).rowcount
+    inserted, updated = connection.execute(text(_UPSERT)).one()
+    for table, _ in reversed(_STEPS):
+        connection.execute(text(f"DROP TABLE {table}"))
+    connection.execute(text("DROP TABLE rc_batch"))
+    stats = ReconcileStats(
+        full=full,
+        mesas=int(mesas),
+        cells=int(cells),
+        inserted=int(inserted),
+        updated=int(updated),
+        deleted=int(deleted),
+        seconds=time.perf_counter() - started,
+    )
+    connection.execute(
+        text(
+            """INSERT INTO reconcile_run (full_run, seconds, mesas, cells, inserted, updated,
+                                          deleted)
+               VALUES (:full, :seconds, :mesas, :cells, :inserted, :updated, :deleted)"""
+        ),
+        {k: v for k, v in asdict(stats).items() if k != "skipped"},
+    )
+    return stats
+
+
+def reconcile(
+    database_url: str, full: bool = False, threshold: float = 0.9, wait: bool = True
+) -> ReconcileStats:
+    """Reconcile the dirty mesas (or all with ``full``) in one transaction; see the module doc."""
+    with get_engine(database_url).begin() as connection:
+        return reconcile_on(connection, full=full, threshold=threshold, wait=wait)
