@@ -61,6 +61,8 @@ def mistype(value: int, neighbours: list[int], rng: np.random.Generator) -> tupl
         options.append((different[int(rng.integers(len(different)))], "adjacent_cell"))
     i = int(rng.integers(len(text)))
     keys = _KEYPAD_NEIGHBOURS[text[i]]
+    if i == 0 and len(text) > 1:
+        keys = keys.replace("0", "")  # a leading 0 would shorten the number: not a typo
     typo = text[:i] + keys[int(rng.integers(len(keys)))] + text[i + 1 :]
     options.append((int(typo), "typo"))
     options = [(v, k) for v, k in options if v != value]
