@@ -1,6 +1,7 @@
 """The report's arithmetic against figures computed by hand from constructed telegrams.
 
-The election (column values per ROWS = three lists, blank, null; every telegram has 275 sobres):
+On the ``election`` fixture (tests/db/conftest.py), whose columns are (per ROWS = three
+lists, blank, null; every telegram has 275 sobres):
 - mesa A (district 2), office 1: typed 121 100 40 10 4; read 127 (confidence 0.95), 100,
   40 (confidence 0.6), 10, 4. The reading column adds to 281: READING_SUSPECT for 127.
 - mesa A, office 2: typed and read 121 100 40 10 4.
@@ -15,27 +16,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from db.reconcile import reconcile
 from db.report import build_report, coverage_curve, format_report
 from db.session import get_engine
-from tests.db.telegrams import COLUMN_275, CellRead, add_reading, import_typed
-
-A, B, C = "0200100001X", "0300100002X", "0200100003X"
-
-
-@pytest.fixture
-def election(database_url, tmp_path):
-    import_typed(
-        database_url,
-        tmp_path / "typed.csv",
-        {A: {1: COLUMN_275, 2: COLUMN_275}, B: {1: [21, *COLUMN_275[1:]]}, C: {1: COLUMN_275}},
-        distritos={A: 2, B: 3, C: 2},
-    )
-    office_1 = [CellRead(127, 0.95), 100, CellRead(40, 0.6), 10, 4]
-    add_reading(database_url, A, {1: office_1, 2: COLUMN_275}, sobres=275)
-    add_reading(database_url, B, {1: COLUMN_275}, sobres=275, path="/scans/b.png")
-    reconcile(database_url)
-    return database_url
+from tests.db.conftest import B
 
 
 def _report(url, **options):
