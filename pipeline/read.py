@@ -1,0 +1,622 @@
+"""Reading telegrams: scan images in, one ``TelegramReading`` per scan out.
+
+Public entry points (the worker and ``escrutinio read`` call these):
+
+- :func:`load_scan` ``(path, max_bytes, max_pixels) -> (H, W) uint8``: checks the file's size
+  and the image header's dimensions BEFORE decoding (PNG, JPEG, TIFF), then decodes to grey;
+- :func:`read_telegrams` ``(images, template, classifier, scan_names=None,
+  expected_mesa_codes=None) -> list[TelegramReading]``: every page through the stages below;
+  ONE batched ``classifier.predict_proba`` call for every digit of every page; a page that
+  cannot be read gets a ``TelegramReading`` with ``error`` set and the others go on;
+- :class:`TelegramReading`, :class:`CellReading`, :class:`HeaderValue` and
+  :meth:`TelegramReading.to_json` (the JSON line of ``escrutinio read --json``).
+
+Stages, per page (each returns a typed result):
+
+1. ``register_scan``: ``pipeline.register.register_page`` (homography, fit score) and the
+   registered reading region at ``CELL_DPI`` (``warp_page``);
+2. ``cut_fields``: ``pipeline.cells.cut_cells`` (cleaned crops, EMPTY / NO_USAR / WRITTEN);
+3. ``segment_fields``: ``pipeline.segment.segment_cell`` on every written crop;
+then for all pages together:
+4. ``classify_digits``: every candidate digit (every split option of every piece) reframed
+   (``pipeline.reframe.reframe_digit``) and classified in one batch; ``choose_splits`` picks
+   the split options from those probabilities;
+5. ``decode_fields``: ``pipeline.decode.decode_number`` per cell / header value;
+6. ``apply_rules``: ``apply_header_rule`` (votantes - sobres = diferencia), then per office
+   column ``apply_sum_rule`` (lists + other rows = total = sobres);
+7. ``assemble_reading``: the ``TelegramReading``.
+
+Conventions shared with the database: POSITIVO rows carry ``agrupacion_id`` and
+``lista_numero`` ("" when the list has no number), other vote types carry neither (None);
+the total row has ``votos_tipo`` "TOTAL"; NO USAR cells are left out. ``box`` is the cell's
+bounding box in the SCAN's pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from pipeline.cells import CELL_DPI, CellCrop, CellKind, cut_cells, reading_region
+from pipeline.decode import (
+    Flag,
+    NumberReading,
+    apply_header_rule,
+    apply_sum_rule,
+    decode_number,
+)
+from pipeline.errors import BadInput, UnreadableScan
+from pipeline.forms import FormTemplate
+from pipeline.reframe import reframe_digit
+from pipeline.register import Registration, register_page, warp_page
+from pipeline.segment import CellSegmentation, DigitCrop, choose_splits, segment_cell
+
+HEADER_FIELDS = ("votantes", "sobres", "diferencia")
+
+
+class Classifier(Protocol):
+    """What reading needs of a digit classifier (``pipeline.model.DigitClassifier``)."""
+
+    num_classes: int
+    version: str
+
+    def predict_proba(self, digits: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 white-on-black -> (N, num_classes) float probabilities."""
+        ...
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class HeaderValue:
+    """A header count (votantes, sobres, diferencia): value (None when unreadable), calibrated
+    confidence 0..1, flags (``pipeline.decode.Flag`` names)."""
+
+    value: int | None
+    confidence: float
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "confidence": round(float(self.confidence), 6),
+            "flags": self.flags,
+        }
+
+
+@dataclass
+class CellReading:
+    """One table cell's reading.
+
+    digits: the digit string read ("" for an empty cell); digit_confidences: per digit piece
+    the probability of its best class; digit_probs: (k, C) calibrated class probabilities of
+    the k pieces; box: (x0, y0, x1, y1) of the cell in the scan's pixels.
+    """
+
+    cargo_id: int
+    votos_tipo: str
+    agrupacion_id: int | None
+    lista_numero: str | None
+    row_key: str
+    value: int | None
+    confidence: float
+    flags: list[str]
+    digits: str
+    digit_confidences: list[float]
+    digit_probs: np.ndarray
+    box: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cargo_id": self.cargo_id,
+            "votos_tipo": self.votos_tipo,
+            "agrupacion_id": self.agrupacion_id,
+            "lista_numero": self.lista_numero,
+            "row_key": self.row_key,
+            "value": self.value,
+            "confidence": round(float(self.confidence), 6),
+            "flags": self.flags,
+            "digits": self.digits,
+            "digit_confidences": [round(float(c), 6) for c in self.digit_confidences],
+            "box": [int(v) for v in self.box],
+        }
+
+
+@dataclass
+class TelegramReading:
+    """Everything read from one scan. ``error`` is set (and header/cells empty) when the scan
+    could not be read; ``fit_score`` is the registration's (0 when it failed)."""
+
+    scan: str
+    mesa_id: str | None
+    form: str
+    fit_score: float
+    error: str | None
+    header: dict[str, HeaderValue]
+    cells: list[CellReading]
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``escrutinio read --json`` (see issue 5 item 8)."""
+        return {
+            "scan": self.scan,
+            "mesa_id": self.mesa_id,
+            "form": self.form,
+            "fit_score": round(float(self.fit_score), 6),
+            "error": self.error,
+            "model_version": self.model_version,
+            "header": {name: value.to_dict() for name, value in self.header.items()},
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON (``to_dict``), UTF-8 text, no trailing newline."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or len(head) < 24 or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first SOF segment of a JPEG stream, None if absent."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        if marker in _SOF_MARKERS:
+            if position + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        if marker == 0xD9 or length < 2:
+            return None
+        position += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of the first image (IFD) of a classic TIFF, None if unreadable."""
+    if data[:4] == b"II*\x00":
+        order = "<"
+    elif data[:4] == b"MM\x00*":
+        order = ">"
+    else:
+        return None
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    if offset + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    width = height = None
+    for i in range(count):
+        entry = offset + 2 + 12 * i
+        if entry + 12 > len(data):
+            return None
+        tag, kind = struct.unpack(order + "HH", data[entry : entry + 4])
+        if tag in (256, 257):
+            if kind == 3:  # SHORT
+                (value,) = struct.unpack(order + "H", data[entry + 8 : entry + 10])
+            else:  # LONG
+                (value,) = struct.unpack(order + "I", data[entry + 8 : entry + 12])
+            if tag == 256:
+                width = value
+            else:
+                height = value
+    if width is None or height is None:
+        return None
+    return width, height
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) from the header of a PNG, JPEG or TIFF file's bytes.
+
+    Raises UnreadableScan when the bytes are none of these or the header is corrupt.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        size, kind = _png_size(data[:24]), "PNG"
+    elif data[:2] == b"\xff\xd8":
+        size, kind = _jpeg_size(data), "JPEG"
+    elif data[:4] in (b"II*\x00", b"MM\x00*"):
+        size, kind = _tiff_size(data), "TIFF"
+    elif data[:4] in (b"II+\x00", b"MM\x00+"):
+        raise UnreadableScan("BigTIFF images are not supported (save the scan as a classic TIFF)")
+    else:
+        raise UnreadableScan("not an image: the file is not PNG, JPEG or TIFF")
+    if size is None:
+        raise UnreadableScan(f"corrupt {kind} image: its header gives no width and height")
+    return kind, size[0], size[1]
+
+
+def load_scan(path: Path, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Read one scan file as (H, W) uint8 grey, refusing anything unsafe before decoding.
+
+    Checks, in order: the file size (``max_bytes``), the format and the dimensions in the
+    image header (``max_pixels`` = width x height), then decodes with OpenCV (whose own pixel
+    limit is set in ``pipeline/__init__``). Raises UnreadableScan naming the file and the
+    problem (too large, not an image, corrupt or truncated). OSError (missing file,
+    permissions) is left to the caller.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UnreadableScan(f"{path}: file is {size:,} bytes, over the limit of {max_bytes:,}")
+    if size == 0:
+        raise UnreadableScan(f"{path}: the file is empty")
+    data = path.read_bytes()
+    try:
+        kind, width, height = image_size(data)
+    except UnreadableScan as exc:
+        raise UnreadableScan(f"{path}: {exc}") from exc
+    if width <= 0 or height <= 0:
+        raise UnreadableScan(f"{path}: corrupt {kind} image: size {width}x{height}")
+    if width * height > max_pixels:
+        raise UnreadableScan(
+            f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit "
+            f"of {max_pixels:,}"
+        )
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if image is None or image.size == 0:
+        raise UnreadableScan(f"{path}: corrupt or truncated {kind} image (cannot be decoded)")
+    return image
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class RegisteredPage:
+    """Stage 1: the registration and the registered reading region (uint8 grey at dpi)."""
+
+    registration: Registration
+    region: np.ndarray
+    origin: tuple[int, int]
+    dpi: float
+
+
+@dataclass(frozen=True)
+class PageFields:
+    """Stages 2-3: the page's cleaned fields and the segmentation of the written ones."""
+
+    page: RegisteredPage
+    crops: list[CellCrop]
+    segmentations: dict[str, CellSegmentation]  # by field name, WRITTEN fields only
+
+
+def register_scan(
+    image: np.ndarray, template: FormTemplate, dpi: float = CELL_DPI
+) -> RegisteredPage:
+    """Register a scan to the template and warp the reading region at ``dpi``."""
+    registration = register_page(image, template)
+    region = reading_region(template)
+    page_w, page_h = template.page_size_px(dpi)
+    x0, y0, _, _ = region.to_pixels(page_w, page_h)
+    warped = warp_page(image, registration, template, dpi, region)
+    return RegisteredPage(registration, warped, (x0, y0), dpi)
+
+
+def cut_fields(page: RegisteredPage, template: FormTemplate) -> list[CellCrop]:
+    """Every header field and table cell of the page, cleaned and classified."""
+    return cut_cells(page.region, template, page.dpi, page.origin)
+
+
+def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation]:
+    """Digit pieces of every WRITTEN field (segment_cell), by field name."""
+    return {
+        crop.spot.name: segment_cell(crop.image) for crop in crops if crop.kind == CellKind.WRITTEN
+    }
+
+
+class _BatchedDigits:
+    """Every candidate digit crop of a chunk reframed and classified ONCE.
+
+    ``classify_all`` makes the single ``predict_proba`` call; afterwards ``reframe`` and
+    ``classify`` answer ``choose_splits`` from the stored frames and probabilities (in the
+    order choose_splits asks), and ``probs_of`` gives a crop's probabilities.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[int, int] = {}
+        self._frames: list[np.ndarray] = []
+        self._pending: list[int] = []
+        self.probs = np.zeros((0, 10), np.float32)
+
+    def add(self, crop: DigitCrop) -> None:
+        key = id(crop.image)
+        if key not in self._index:
+            self._index[key] = len(self._frames)
+            try:
+                frame = reframe_digit(crop.image)
+            except BadInput:  # too faint to frame: an all-background frame reads as no digit
+                frame = np.zeros((28, 28), np.uint8)
+            self._frames.append(frame)
+
+    def classify_all(self, classifier: Classifier) -> None:
+        frames = np.stack(self._frames) if self._frames else np.zeros((0, 28, 28), np.uint8)
+        self._array = frames
+        self.probs = np.asarray(classifier.predict_proba(frames), np.float32)
+
+    def reframe(self, image: np.ndarray) -> np.ndarray:
+        index = self._index[id(image)]
+        self._pending.append(index)
+        return self._array[index]
+
+    def classify(self, frames: np.ndarray) -> np.ndarray:
+        taken, self._pending = self._pending[: len(frames)], self._pending[len(frames) :]
+        return self.probs[taken]
+
+    def probs_of(self, crop: DigitCrop) -> np.ndarray:
+        return self.probs[self._index[id(crop.image)]]
+
+
+def classify_digits(
+    pages: Sequence[PageFields], classifier: Classifier
+) -> tuple[list[dict[str, CellSegmentation]], _BatchedDigits]:
+    """Stage 4 for all pages at once: one batched classification of every candidate digit,
+    then ``choose_splits`` picks each ambiguous piece's split. Returns, per page, the
+    segmentations with the chosen split as option 0, and the batch (for the probabilities)."""
+    batch = _BatchedDigits()
+    for page in pages:
+        for segmentation in page.segmentations.values():
+            for piece in segmentation.pieces:
+                for option in piece.options:
+                    for crop in option:
+                        batch.add(crop)
+    batch.classify_all(classifier)
+    chosen = []
+    for page in pages:
+        names = list(page.segmentations)
+        picked = choose_splits(
+            [page.segmentations[n] for n in names], batch.classify, batch.reframe
+        )
+        chosen.append(dict(zip(names, picked, strict=True)))
+    return chosen, batch
+
+
+def _empty_probs(num_classes: int) -> np.ndarray:
+    return np.zeros((0, num_classes), np.float64)
+
+
+def decode_fields(
+    crops: Sequence[CellCrop],
+    segmentations: dict[str, CellSegmentation],
+    batch: _BatchedDigits,
+    num_classes: int,
+) -> dict[str, NumberReading]:
+    """Stage 5: a NumberReading per field (header digit boxes joined into one number)."""
+    readings: dict[str, NumberReading] = {}
+    header_parts: dict[str, list[np.ndarray]] = {}
+    header_struck: dict[str, bool] = {}
+    for crop in crops:
+        name = crop.spot.name
+        if crop.kind == CellKind.NO_USAR:
+            continue
+        segmentation = segmentations.get(name)
+        digits = segmentation.digits if segmentation is not None else []
+        probs = (
+            np.stack([batch.probs_of(d) for d in digits]) if digits else _empty_probs(num_classes)
+        )
+        struck = bool(segmentation is not None and segmentation.struck_through)
+        parts = name.split(":")
+        if parts[0] == "header" and len(parts) == 3:  # one digit box of a header value
+            header_parts.setdefault(parts[1], []).append(probs)
+            header_struck[parts[1]] = header_struck.get(parts[1], False) or struck
+            continue
+        readings[name] = decode_number(probs, struck_through=struck)
+    for field_name, parts in header_parts.items():
+        probs = np.concatenate(parts) if parts else _empty_probs(num_classes)
+        readings[f"header:{field_name}"] = decode_number(
+            probs, struck_through=header_struck[field_name]
+        )
+    return readings
+
+
+def _is_blank(reading: NumberReading) -> bool:
+    return Flag.EMPTY in reading.flags and reading.value in (0, None)
+
+
+def apply_rules(
+    readings: dict[str, NumberReading], template: FormTemplate
+) -> dict[str, NumberReading]:
+    """Stage 6: the header rule, then the sum rule of every office column (a copy).
+
+    A blank TOTAL cell is not a written 0: the column is checked against sobres alone and the
+    cell stays blank. Columns whose total and sobres are both unreadable are left as read.
+    """
+    out = dict(readings)
+    header = [out.get(f"header:{name}") for name in HEADER_FIELDS]
+    if all(reading is not None for reading in header):
+        result = apply_header_rule(*header)
+        for name, reading in zip(HEADER_FIELDS, result.readings, strict=True):
+            out[f"header:{name}"] = reading
+    sobres = out.get("header:sobres")
+    if sobres is not None and (sobres.value is None or _is_blank(sobres)):
+        sobres = None
+    total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
+    for column in template.columns:
+        names = [
+            f"{row.key}|{column.cargo_id}"
+            for row in template.rows
+            if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
+        ]
+        rows = [out[name] for name in names]
+        total_name = None
+        total = None
+        if total_row is not None and not template.is_no_usar(total_row, column):
+            total_name = f"{total_row.key}|{column.cargo_id}"
+            total = out[total_name]
+        if total is not None and _is_blank(total):
+            total = None
+        if total is None and sobres is None:
+            continue
+        if total is None:
+            result = apply_sum_rule(rows, sobres)
+        else:
+            result = apply_sum_rule(rows, total, sobres)
+        for name, reading in zip(names, result.rows, strict=True):
+            out[name] = reading
+        if total is not None and total_name is not None:
+            out[total_name] = result.total
+    return out
+
+
+def _flags(reading: NumberReading) -> list[str]:
+    return sorted(str(flag) for flag in reading.flags)
+
+
+def assemble_reading(
+    scan: str,
+    mesa_id: str | None,
+    template: FormTemplate,
+    page: RegisteredPage,
+    readings: dict[str, NumberReading],
+    model_version: str,
+) -> TelegramReading:
+    """Stage 7: the TelegramReading of one page."""
+    header = {}
+    for name in HEADER_FIELDS:
+        reading = readings[f"header:{name}"]
+        header[name] = HeaderValue(reading.value, float(reading.confidence), _flags(reading))
+    cells = []
+    for spec in template.value_cells():
+        row, column = spec.row, spec.column
+        reading = readings[f"{row.key}|{column.cargo_id}"]
+        positive = row.votos_tipo == "POSITIVO"
+        value = reading.value
+        if row.votos_tipo == "TOTAL" and _is_blank(reading):
+            value = None  # a total left blank is not a written 0
+        probs = np.asarray(reading.digit_probs, np.float64)
+        cells.append(
+            CellReading(
+                cargo_id=column.cargo_id,
+                votos_tipo=row.votos_tipo,
+                agrupacion_id=row.agrupacion_id if positive else None,
+                lista_numero=row.lista_numero if positive else None,
+                row_key=row.key,
+                value=value,
+                confidence=float(reading.confidence),
+                flags=_flags(reading),
+                digits=reading.text if reading.text is not None else "",
+                digit_confidences=[float(p) for p in probs.max(axis=1)] if len(probs) else [],
+                digit_probs=probs,
+                box=page.registration.box_to_scan(spec.box),
+            )
+        )
+    return TelegramReading(
+        scan=scan,
+        mesa_id=mesa_id,
+        form=template.name,
+        fit_score=page.registration.fit_score,
+        error=None,
+        header=header,
+        cells=cells,
+        model_version=model_version,
+    )
+
+
+def _error_reading(
+    scan: str, mesa_id: str | None, template: FormTemplate, error: str, version: str
+):
+    return TelegramReading(scan, mesa_id, template.name, 0.0, error, {}, [], version)
+
+
+def describe_error(exc: BaseException) -> str:
+    """'<ErrorType>: message' for a reading's ``error``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def prepare_page(image: np.ndarray, template: FormTemplate) -> PageFields:
+    """Stages 1-3 for one page (may raise BadInput for a page that cannot be read)."""
+    page = register_scan(image, template)
+    crops = cut_fields(page, template)
+    return PageFields(page, crops, segment_fields(crops))
+
+
+def read_telegrams(
+    images: Sequence[np.ndarray],
+    template: FormTemplate,
+    classifier: Classifier,
+    scan_names: Sequence[str] | None = None,
+    expected_mesa_codes: Sequence[str | None] | None = None,
+) -> list[TelegramReading]:
+    """Read a chunk of telegram scans of one form; one reading per image, in order.
+
+    images: scans as (H, W) grey, (H, W, 3) BGR or 1-bit arrays (``load_scan`` output).
+    scan_names: what to report as each reading's ``scan`` (default "0", "1", ...).
+    expected_mesa_codes: the mesa each scan is registered as (becomes ``mesa_id``).
+    A page that fails (bad scan, wrong form, upside down, ...) gets ``error`` set; the rest
+    of the chunk is read. Exactly one ``classifier.predict_proba`` call for the whole chunk.
+    """
+    count = len(images)
+    names = list(scan_names) if scan_names is not None else [str(i) for i in range(count)]
+    mesas = list(expected_mesa_codes) if expected_mesa_codes is not None else [None] * count
+    if len(names) != count or len(mesas) != count:
+        raise BadInput(
+            f"read_telegrams: {count} images but {len(names)} scan names and "
+            f"{len(mesas)} expected mesa codes"
+        )
+    version = str(getattr(classifier, "version", "unknown"))
+    prepared: list[PageFields | None] = []
+    errors: dict[int, str] = {}
+    for index, image in enumerate(images):
+        try:
+            prepared.append(prepare_page(image, template))
+        except BadInput as exc:
+            errors[index] = describe_error(exc)
+            prepared.append(None)
+        except Exception as exc:  # one broken page must not take the chunk down
+            errors[index] = f"internal error while reading the page: {describe_error(exc)}"
+            prepared.append(None)
+    good = [page for page in prepared if page is not None]
+    chosen, batch = classify_digits(good, classifier)
+    num_classes = int(getattr(classifier, "num_classes", batch.probs.shape[1] or 10))
+    results: list[TelegramReading] = []
+    good_index = 0
+    for index, page in enumerate(prepared):
+        if page is None:
+            results.append(
+                _error_reading(names[index], mesas[index], template, errors[index], version)
+            )
+            continue
+        segmentations = chosen[good_index]
+        good_index += 1
+        try:
+            readings = decode_fields(page.crops, segmentations, batch, num_classes)
+            readings = apply_rules(readings, template)
+            results.append(
+                assemble_reading(names[index], mesas[index], template, page.page, readings, version)
+            )
+        except BadInput as exc:
+            results.append(
+                _error_reading(names[index], mesas[index], template, describe_error(exc), version)
+            )
+        except Exception as exc:
+            message = f"internal error while decoding the page: {describe_error(exc)}"
+            results.append(_error_reading(names[index], mesas[index], template, message, version))
+    return results
