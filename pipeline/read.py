@@ -399,6 +399,20 @@ def classify_digits(
     return chosen, batch
 
 
+@dataclass(frozen=True)
+class PageDetails:
+    """A read page's intermediate results (for debug views): the registered region, the
+    cleaned fields, the chosen segmentations and the batch holding the digit probabilities."""
+
+    page: RegisteredPage
+    crops: list[CellCrop]
+    segmentations: dict[str, CellSegmentation]
+    batch: _BatchedDigits
+
+    def digit_probs(self, crop: DigitCrop) -> np.ndarray:
+        return self.batch.probs_of(crop)
+
+
 def _empty_probs(num_classes: int) -> np.ndarray:
     return np.zeros((0, num_classes), np.float64)
 
@@ -564,6 +578,7 @@ def read_telegrams(
     classifier: Classifier,
     scan_names: Sequence[str] | None = None,
     expected_mesa_codes: Sequence[str | None] | None = None,
+    details: list[PageDetails | None] | None = None,
 ) -> list[TelegramReading]:
     """Read a chunk of telegram scans of one form; one reading per image, in order.
 
@@ -572,6 +587,8 @@ def read_telegrams(
     expected_mesa_codes: the mesa each scan is registered as (becomes ``mesa_id``).
     A page that fails (bad scan, wrong form, upside down, ...) gets ``error`` set; the rest
     of the chunk is read. Exactly one ``classifier.predict_proba`` call for the whole chunk.
+    details: when a list is given, one ``PageDetails`` (or None for a failed page) per image
+    is appended to it: the intermediate results, for debug views.
     """
     count = len(images)
     names = list(scan_names) if scan_names is not None else [str(i) for i in range(count)]
@@ -600,12 +617,16 @@ def read_telegrams(
     good_index = 0
     for index, page in enumerate(prepared):
         if page is None:
+            if details is not None:
+                details.append(None)
             results.append(
                 _error_reading(names[index], mesas[index], template, errors[index], version)
             )
             continue
         segmentations = chosen[good_index]
         good_index += 1
+        if details is not None:
+            details.append(PageDetails(page.page, page.crops, segmentations, batch))
         try:
             readings = decode_fields(page.crops, segmentations, batch, num_classes)
             readings = apply_rules(readings, template)
