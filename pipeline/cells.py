@@ -12,7 +12,9 @@ cell's ruled lines are within a pixel or two of where the template puts them. Fo
    a line keep their pixels, and the line is gone;
 3. ``keep_own_ink``: ink pieces (8-connected) belong to the cell when at least half of their
    pixels lie inside the cell's box; pieces mostly outside (a neighbour's digit reaching in,
-   printed text of the next cell) are painted over with paper. Light grey printing (NO USAR
+   printed text of the next cell) are painted over with paper, except that the part inside
+   of a piece spanning half the cell's height is kept (this cell's digit touching a
+   neighbour's). Light grey printing (NO USAR
    halftone, faint headings) is below the ink threshold and drops out with it;
 4. ``classify_cell``: ``NO_USAR`` (the template's grey cells), ``EMPTY`` (no ink piece as
    large as a small digit stroke) or ``WRITTEN``.
@@ -215,6 +217,15 @@ def keep_own_ink(image: np.ndarray, cell: PixelBox) -> tuple[np.ndarray, np.ndar
     keep = share >= MIN_OWN_SHARE
     keep[0] = False
     own = keep[labels] & mask
+    # A piece mostly outside whose part inside spans half the cell's height is this cell's
+    # digit touching a neighbour's: keep the part inside the cell (not the neighbour's).
+    for label in np.flatnonzero(~keep & (inside_counts > 0)):
+        if label == 0:
+            continue
+        part = (labels == label) & inside
+        rows = np.flatnonzero(part.any(axis=1))
+        if rows.size and rows[-1] - rows[0] + 1 >= 0.5 * (y1 - y0):
+            own |= part
     foreign = mask & ~own
     if not foreign.any():
         return image, own

@@ -1,0 +1,128 @@
+"""Cutting cells: ruled lines go, pen strokes crossing them stay, neighbours' ink is not ours."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.cells import CellKind, cell_spots, cut_cells, remove_ruled_lines
+from pipeline.forms import load_template
+from pipeline.render import render_form
+from pipeline.segment import ink_map, ink_mask
+
+DPI = 150
+PEN = 40  # a ballpoint stroke's grey on the scan
+
+
+@pytest.fixture(scope="module")
+def form():
+    return load_template("arg-2023-general")
+
+
+@pytest.fixture(scope="module")
+def blank(form):
+    return render_form(form, DPI)
+
+
+def _cell_px(form, row_key: str, cargo_id: int) -> tuple[float, float, float, float]:
+    width, height = form.page_size_px(DPI)
+    box = form.cell_box(form.row(row_key), form.column(cargo_id))
+    return box.x0 * width, box.y0 * height, box.x1 * width, box.y1 * height
+
+
+def _crop_of(crops, row_key: str, cargo_id: int):
+    return next(c for c in crops if c.spot.name == f"{row_key}|{cargo_id}")
+
+
+def _ink(image: np.ndarray) -> np.ndarray:
+    return ink_mask(ink_map(image))
+
+
+def test_a_stroke_crossing_the_bottom_line_keeps_its_pixels_and_the_line_goes(form, blank):
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    stroke_x = round((x0 + x1) / 2)
+    top, bottom = round(y0 + 0.3 * (y1 - y0)), round(y1 + 0.25 * (y1 - y0))
+    cv2.line(page, (stroke_x, top), (stroke_x, bottom), PEN, 3)
+    crop = _crop_of(cut_cells(page, form, DPI), "133:133", 1)
+    ink = _ink(crop.image)
+    cx0, _, cx1, cy1 = crop.cell_box
+    column = stroke_x - crop.crop_box[0]
+    line_rows = range(cy1 - 2, cy1 + 3)
+    # the stroke is continuous across where the line was
+    assert all(ink[r, column - 1 : column + 2].any() for r in line_rows)
+    # the line itself is gone away from the stroke
+    for r in line_rows:
+        away = np.r_[cx0 + 3 : column - 4, column + 5 : cx1 - 3]
+        assert ink[r, away].mean() < 0.02
+    assert crop.kind == CellKind.WRITTEN
+
+
+def test_a_stroke_crossing_a_column_line_keeps_its_pixels(form, blank):
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "134:134", 1)
+    row = round((y0 + y1) / 2)
+    start, end = round(x1 - 0.3 * (x1 - x0)), round(x1 + 0.05 * (x1 - x0))
+    cv2.line(page, (start, row), (end, row), PEN, 3)
+    crop = _crop_of(cut_cells(page, form, DPI), "134:134", 1)
+    ink = _ink(crop.image)
+    r = row - crop.crop_box[1]
+    cx1 = crop.cell_box[2]
+    assert ink[r - 1 : r + 2, cx1 - 2 : cx1 + 3].any(axis=0).all()
+
+
+def test_ruled_lines_alone_leave_an_empty_cell(form, blank):
+    crops = cut_cells(blank, form, DPI)
+    value_crops = [c for c in crops if not c.spot.name.startswith("header")]
+    assert value_crops and all(c.kind == CellKind.EMPTY for c in value_crops)
+    assert all(not _ink(c.image).any() for c in value_crops)
+
+
+def test_a_neighbour_s_digit_reaching_in_is_not_this_cell_s_ink(form, blank):
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "NULO", 8)  # the row above is a party row
+    centre = round((x0 + x1) / 2)
+    # a "1" written in the row above whose foot reaches a quarter into this cell
+    cv2.line(
+        page, (centre, round(y0 - 0.8 * (y1 - y0))), (centre, round(y0 + 0.25 * (y1 - y0))), PEN, 3
+    )
+    crops = cut_cells(page, form, DPI)
+    assert _crop_of(crops, "NULO", 8).kind == CellKind.EMPTY
+    above = form.rows[form.rows.index(form.row("NULO")) - 1]
+    assert _crop_of(crops, above.key, 8).kind == CellKind.WRITTEN
+
+
+def test_grey_printing_is_not_ink(form, blank):
+    page = blank.copy()
+    x0, y0, x1, y1 = (round(v) for v in _cell_px(form, "EN BLANCO", 3))
+    page[y0 + 3 : y1 - 2, x0 + 3 : x1 - 2] = 205  # a halftone fill, as NO USAR cells are
+    assert _crop_of(cut_cells(page, form, DPI), "EN BLANCO", 3).kind == CellKind.EMPTY
+
+
+def test_no_usar_cells_are_marked_and_every_field_is_cut():
+    form = load_template("arg-2019-paso-caba")
+    page = render_form(form, DPI)
+    crops = cut_cells(page, form, DPI)
+    spots = cell_spots(form)
+    assert [c.spot for c in crops] == spots
+    no_usar = {c.spot.name for c in crops if c.kind == CellKind.NO_USAR}
+    assert no_usar == {f"{key}|{cargo}" for key, cargo in form.no_usar}
+    headers = [c for c in crops if c.spot.name.startswith("header:")]
+    assert [c.spot.name for c in headers] == [
+        "header:votantes",
+        "header:sobres",
+        "header:diferencia",
+    ]
+
+
+def test_remove_ruled_lines_on_a_constructed_cell():
+    cell = np.full((60, 120), 250, np.uint8)
+    cell[9:12, :] = 20  # top line, 3 px
+    cell[48:50, :] = 20  # bottom line, 2 px
+    cell[:, 10] = 20  # left line
+    cell[5:56, 60:63] = 30  # a stroke across both lines
+    clean = remove_ruled_lines(cell, (10, 10, 110, 49), line_px=2)
+    assert (clean[9:12, 20:50] > 200).all() and (clean[48:50, 70:100] > 200).all()
+    assert (clean[:, 10][15:45] > 200).all()
+    assert (clean[8:52, 61] < 100).all()  # the stroke is whole
