@@ -94,82 +94,77 @@ _STEPS = [
        LEFT JOIN party p ON p.id = pl.party_id""",
     ),
     (
-        "rc_reading_column",
-        """SELECT mesa_code, cargo_id,
-              sum(value) FILTER (WHERE votos_tipo <> 'TOTAL') AS column_sum,
-              count(*) FILTER (WHERE votos_tipo <> 'TOTAL' AND value IS NULL) AS unread,
-              max(value) FILTER (WHERE votos_tipo = 'TOTAL') AS column_total
-       FROM rc_reading GROUP BY mesa_code, cargo_id""",
-    ),
-    (
-        "rc_manual_column",
-        """SELECT mesa_code, cargo_id, sum(votos_cantidad) AS column_sum
-       FROM rc_manual GROUP BY mesa_code, cargo_id""",
-    ),
-    (
-        "rc_cell",
-        """SELECT coalesce(r.mesa_code, m.mesa_code) AS mesa_code,
-              coalesce(r.cargo_id, m.cargo_id) AS cargo_id,
-              coalesce(r.votos_tipo, m.votos_tipo) AS votos_tipo,
-              coalesce(r.agrupacion_id, m.agrupacion_id) AS agrupacion_id,
-              coalesce(r.lista_numero, m.lista_numero) AS lista_numero,
-              m.id AS manual_entry_id, m.votos_cantidad AS manual_value,
-              r.id AS cell_reading_id, r.value AS reading_value,
-              r.confidence AS reading_confidence, coalesce(r.flags, '{}') AS reading_flags,
-              r.digits AS reading_digits
-       FROM (SELECT * FROM rc_reading WHERE votos_tipo <> 'TOTAL') r
-       FULL JOIN rc_manual m
-         ON m.mesa_code = r.mesa_code AND m.cargo_id = r.cargo_id
-        AND m.votos_tipo = r.votos_tipo
-        AND coalesce(m.agrupacion_id, -1) = coalesce(r.agrupacion_id, -1)
-        AND coalesce(m.lista_numero, '') = coalesce(r.lista_numero, '')""",
-    ),
-    (
-        "rc_evidence",
-        """SELECT c.*, rm.mesa_id, rr.scan_id, rr.recognition_id,
-              mc.column_sum AS manual_column_sum, rc.column_sum AS reading_column_sum,
-              rc.column_total AS reading_column_total, rr.sobres AS reading_sobres,
-              rm.sobres AS manual_sobres,
-              coalesce(rc.unread = 0
-                       AND coalesce(rc.column_total, rr.sobres) IS NOT NULL
-                       AND (rc.column_total IS NULL OR rc.column_sum = rc.column_total)
-                       AND (rr.sobres IS NULL OR rc.column_sum = rr.sobres), false)
-                  AS reading_column_consistent,
-              coalesce(mc.column_sum = coalesce(rm.sobres, rr.sobres, rc.column_total), false)
-                  AS manual_column_consistent
-       FROM rc_cell c
-       LEFT JOIN rc_mesa rm ON rm.mesa_code = c.mesa_code
-       LEFT JOIN rc_recognition rr ON rr.mesa_code = c.mesa_code
-       LEFT JOIN rc_reading_column rc ON rc.mesa_code = c.mesa_code AND rc.cargo_id = c.cargo_id
-       LEFT JOIN rc_manual_column mc ON mc.mesa_code = c.mesa_code AND mc.cargo_id = c.cargo_id""",
-    ),
-    (
         "rc_verdict",
-        """SELECT e.*,
-              CASE
-                WHEN e.cell_reading_id IS NULL THEN 'MISSING_READING'
-                WHEN e.manual_entry_id IS NULL THEN 'MISSING_MANUAL'
-                WHEN e.reading_value = e.manual_value THEN 'MATCH'
-                WHEN e.reading_value IS NULL OR e.reading_confidence < :threshold
-                     OR e.reading_flags && CAST(:review_flags AS text[]) THEN 'READING_UNSURE'
-                WHEN e.reading_column_consistent AND NOT e.manual_column_consistent
-                     THEN 'MANUAL_SUSPECT'
-                ELSE 'READING_SUSPECT'
-              END AS verdict
-       FROM rc_evidence e""",
+        """WITH reading_column AS (
+              SELECT mesa_code, cargo_id,
+                     sum(value) FILTER (WHERE votos_tipo <> 'TOTAL') AS column_sum,
+                     count(*) FILTER (WHERE votos_tipo <> 'TOTAL' AND value IS NULL) AS unread,
+                     max(value) FILTER (WHERE votos_tipo = 'TOTAL') AS column_total
+              FROM rc_reading GROUP BY mesa_code, cargo_id
+          ), manual_column AS (
+              SELECT mesa_code, cargo_id, sum(votos_cantidad) AS column_sum
+              FROM rc_manual GROUP BY mesa_code, cargo_id
+          ), cell AS (
+              SELECT coalesce(r.mesa_code, m.mesa_code) AS mesa_code,
+                     coalesce(r.cargo_id, m.cargo_id) AS cargo_id,
+                     coalesce(r.votos_tipo, m.votos_tipo) AS votos_tipo,
+                     coalesce(r.agrupacion_id, m.agrupacion_id) AS agrupacion_id,
+                     coalesce(r.lista_numero, m.lista_numero) AS lista_numero,
+                     m.id AS manual_entry_id, m.votos_cantidad AS manual_value,
+                     r.id AS cell_reading_id, r.value AS reading_value,
+                     r.confidence AS reading_confidence,
+                     coalesce(r.flags, '{}') AS reading_flags, r.digits AS reading_digits
+              FROM (SELECT * FROM rc_reading WHERE votos_tipo <> 'TOTAL') r
+              FULL JOIN rc_manual m
+                ON m.mesa_code = r.mesa_code AND m.cargo_id = r.cargo_id
+               AND m.votos_tipo = r.votos_tipo
+               AND coalesce(m.agrupacion_id, -1) = coalesce(r.agrupacion_id, -1)
+               AND coalesce(m.lista_numero, '') = coalesce(r.lista_numero, '')
+          ), evidence AS (
+              SELECT c.*, rm.mesa_id, rr.scan_id, rr.recognition_id,
+                     mc.column_sum AS manual_column_sum, rc.column_sum AS reading_column_sum,
+                     rc.column_total AS reading_column_total, rr.sobres AS reading_sobres,
+                     rm.sobres AS manual_sobres,
+                     coalesce(rc.unread = 0
+                              AND coalesce(rc.column_total, rr.sobres) IS NOT NULL
+                              AND (rc.column_total IS NULL OR rc.column_sum = rc.column_total)
+                              AND (rr.sobres IS NULL OR rc.column_sum = rr.sobres), false)
+                         AS reading_column_consistent,
+                     coalesce(mc.column_sum = coalesce(rm.sobres, rr.sobres, rc.column_total),
+                              false) AS manual_column_consistent
+              FROM cell c
+              LEFT JOIN rc_mesa rm ON rm.mesa_code = c.mesa_code
+              LEFT JOIN rc_recognition rr ON rr.mesa_code = c.mesa_code
+              LEFT JOIN reading_column rc
+                     ON rc.mesa_code = c.mesa_code AND rc.cargo_id = c.cargo_id
+              LEFT JOIN manual_column mc
+                     ON mc.mesa_code = c.mesa_code AND mc.cargo_id = c.cargo_id
+          )
+          SELECT e.*,
+                 CASE
+                   WHEN e.cell_reading_id IS NULL THEN 'MISSING_READING'
+                   WHEN e.manual_entry_id IS NULL THEN 'MISSING_MANUAL'
+                   WHEN e.reading_value = e.manual_value THEN 'MATCH'
+                   WHEN e.reading_value IS NULL OR e.reading_confidence < :threshold
+                        OR e.reading_flags && CAST(:review_flags AS text[])
+                        THEN 'READING_UNSURE'
+                   WHEN e.reading_column_consistent AND NOT e.manual_column_consistent
+                        THEN 'MANUAL_SUSPECT'
+                   ELSE 'READING_SUSPECT'
+                 END AS verdict
+          FROM evidence e""",
     ),
 ]
+
+#: Temp tables the planner needs statistics of: the small per-mesa ones, and the two whose
+#: sizes decide between index probes (a few dirty mesas) and hash joins (a full run). The
+#: others it sizes from their pages well enough; ANALYZE samples at most 30,000 rows.
+_ANALYZED = {"rc_mesa", "rc_recognition", "rc_verdict", "rc_existing"}
 
 _KEY_MATCH = """n.mesa_code = v.mesa_code AND n.cargo_id = v.cargo_id
         AND n.votos_tipo = v.votos_tipo
         AND coalesce(n.agrupacion_id, -1) = coalesce(v.agrupacion_id, -1)
         AND coalesce(n.lista_numero, '') = coalesce(v.lista_numero, '')"""
-
-_DELETE_STALE = f"""
-DELETE FROM cell_verdict v USING rc_batch b
-WHERE v.mesa_code = b.mesa_code
-  AND NOT EXISTS (SELECT 1 FROM rc_verdict n WHERE {_KEY_MATCH})
-"""
 
 _EVIDENCE_COLUMNS = (
     "verdict", "manual_entry_id", "cell_reading_id", "manual_value", "reading_value",
@@ -179,17 +174,38 @@ _EVIDENCE_COLUMNS = (
 )  # fmt: skip
 _KEY_COLUMNS = ("mesa_code", "cargo_id", "votos_tipo", "agrupacion_id", "lista_numero")
 
-_UPSERT = f"""
-WITH written AS (
-    INSERT INTO cell_verdict ({", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)})
-    SELECT {", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)} FROM rc_verdict
-    ON CONFLICT ON CONSTRAINT uq_cell_verdict_cell DO UPDATE
-    SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _EVIDENCE_COLUMNS)}, updated_at = now()
-    WHERE ({", ".join(f"cell_verdict.{c}" for c in _EVIDENCE_COLUMNS)})
-          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _EVIDENCE_COLUMNS)})
-    RETURNING (xmax = 0) AS inserted
+
+def _columns(prefix: str, names: tuple[str, ...]) -> str:
+    return ", ".join(f"{prefix}.{name}" for name in names)
+
+
+# The batch's verdicts as stored before this run. Writing compares against this copy, never
+# against cell_verdict itself (an INSERT anti-joined to its own target re-scans the pages it
+# is writing).
+_EXISTING = (
+    "rc_existing",
+    f"""SELECT v.id, {_columns("v", _KEY_COLUMNS + _EVIDENCE_COLUMNS)}
+        FROM cell_verdict v JOIN rc_batch b ON b.mesa_code = v.mesa_code""",
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+
+_DELETE_STALE = f"""
+DELETE FROM cell_verdict WHERE id IN (
+    SELECT v.id FROM rc_existing v
+    WHERE NOT EXISTS (SELECT 1 FROM rc_verdict n WHERE {_KEY_MATCH}))
+"""
+
+_UPDATE_CHANGED = f"""
+UPDATE cell_verdict SET ({", ".join(_EVIDENCE_COLUMNS)}, updated_at)
+    = ({_columns("n", _EVIDENCE_COLUMNS)}, now())
+FROM rc_existing v JOIN rc_verdict n ON {_KEY_MATCH}
+WHERE cell_verdict.id = v.id
+  AND ({_columns("v", _EVIDENCE_COLUMNS)}) IS DISTINCT FROM ({_columns("n", _EVIDENCE_COLUMNS)})
+"""
+
+_INSERT_NEW = f"""
+INSERT INTO cell_verdict ({", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)})
+SELECT {_columns("n", _KEY_COLUMNS + _EVIDENCE_COLUMNS)} FROM rc_verdict n
+WHERE NOT EXISTS (SELECT 1 FROM rc_existing v WHERE {_KEY_MATCH})
 """
 
 
@@ -241,13 +257,15 @@ def reconcile_on(
         return ReconcileStats(full=full, seconds=time.perf_counter() - started)
     connection.execute(text("ANALYZE rc_batch"))
     parameters = {"threshold": threshold, "review_flags": sorted(REVIEW_FLAGS)}
-    for table, query in _STEPS:
+    for table, query in [*_STEPS, _EXISTING]:
         connection.execute(text(f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {query}"), parameters)
-        connection.execute(text(f"ANALYZE {table}"))
+        if table in _ANALYZED:
+            connection.execute(text(f"ANALYZE {table}"))
     cells = connection.execute(text("SELECT count(*) FROM rc_verdict")).scalar_one()
     deleted = connection.execute(text(_DELETE_STALE)).rowcount
-    inserted, updated = connection.execute(text(_UPSERT)).one()
-    for table, _ in reversed(_STEPS):
+    updated = connection.execute(text(_UPDATE_CHANGED)).rowcount
+    inserted = connection.execute(text(_INSERT_NEW)).rowcount
+    for table, _ in reversed([*_STEPS, _EXISTING]):
         connection.execute(text(f"DROP TABLE {table}"))
     connection.execute(text("DROP TABLE rc_batch"))
     stats = ReconcileStats(
