@@ -337,6 +337,7 @@ def import_results(
         rejects = csv.writer(rejects_handle)
         rejects.writerow(["file", "line", "error", *COLUMNS])
     try:
+        connection.execute(text("SET LOCAL work_mem = '256MB'"))
         connection.execute(text(_STAGING))
         raw = connection.connection.dbapi_connection
         assert raw is not None
@@ -349,6 +350,9 @@ def import_results(
                     if source.error is not None:
                         raise source.error from None
                     raise
+        # Temp tables are never auto-analysed, nor are rows written in this transaction:
+        # without statistics the planner picks nested loops over millions of rows.
+        connection.execute(text("ANALYZE import_staging"))
         duplicate = connection.execute(text(_CONFLICTING_DUPLICATES)).first()
         if duplicate is not None:
             (first_file, first), (second_file, second), *key = duplicate
@@ -361,6 +365,7 @@ def import_results(
             )
         for statement in _MERGE:
             connection.execute(text(statement))
+        connection.execute(text("ANALYZE election, mesa, office, party, party_list"))
         inserted, updated, entries = connection.execute(text(_MERGE_ENTRIES)).one()
         stats.inserted, stats.updated = int(inserted), int(updated)
         stats.unchanged = int(entries) - stats.inserted - stats.updated
