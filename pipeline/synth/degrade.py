@@ -29,7 +29,9 @@ class ScanParams:
       corners TL, TR, BR, BL, fractions of the page size) for perspective (phone photos);
     - photometry: ``blur_sigma`` (px), ``noise_sigma`` (grey levels), ``light`` (depth of
       uneven lighting, 0..1), ``fold`` (a crease across the sheet), ``stamp`` (a rubber
-      stamp), ``threshold`` (for ``bw``), ``jpeg_quality`` (compression artefacts, or None).
+      stamp), ``threshold`` (for ``bw``), ``jpeg_quality`` (compression artefacts, or None),
+      ``background`` (grey level around the sheet), ``white_point`` (the scanner's levels:
+      grey levels above it come out pure white, the rest is stretched to 0..255).
     """
 
     dpi: int
@@ -46,6 +48,7 @@ class ScanParams:
     threshold: int
     jpeg_quality: int | None
     background: int
+    white_point: int = 255
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,11 +74,12 @@ def sample_scan_params(quality: str, rng: np.random.Generator) -> ScanParams:
             threshold=160,
             jpeg_quality=None,
             background=255,
+            white_point=int(rng.integers(225, 240)),
         )
     if quality == "typical":
         mode = str(rng.choice(["colour", "grey", "bw"], p=[0.3, 0.35, 0.35]))
         return ScanParams(
-            dpi=int(rng.choice([150, 200, 200, 200, 240, 300], p=[0.2, 0.2, 0.2, 0.2, 0.1, 0.1])),
+            dpi=int(rng.choice([150, 200, 300], p=[0.3, 0.6, 0.1])),
             mode=mode,
             rotation_deg=float(rng.uniform(-1.5, 1.5)),
             shift=(float(rng.uniform(-0.012, 0.012)), float(rng.uniform(-0.012, 0.012))),
@@ -89,6 +93,7 @@ def sample_scan_params(quality: str, rng: np.random.Generator) -> ScanParams:
             threshold=int(rng.integers(140, 180)),
             jpeg_quality=int(rng.integers(60, 90)) if rng.random() < 0.5 else None,
             background=int(rng.integers(235, 256)),
+            white_point=int(rng.integers(210, 240)),
         )
     mode = str(rng.choice(["colour", "grey", "bw"], p=[0.35, 0.3, 0.35]))
     return ScanParams(
@@ -106,6 +111,7 @@ def sample_scan_params(quality: str, rng: np.random.Generator) -> ScanParams:
         threshold=int(rng.integers(120, 190)),
         jpeg_quality=int(rng.integers(30, 60)),
         background=int(rng.integers(60, 240)),
+        white_point=int(rng.integers(235, 256)),
     )
 
 
@@ -178,6 +184,19 @@ def _lighting_map(
     return out
 
 
+NOISE_TILE = 1024
+_NOISE: list[np.ndarray] = []
+
+
+def _noise_tile() -> np.ndarray:
+    """A fixed ``(1024, 1024)`` float32 standard-normal tile (same in every process)."""
+    if not _NOISE:
+        _NOISE.append(
+            np.random.default_rng(20190811).standard_normal((NOISE_TILE, NOISE_TILE), np.float32)
+        )
+    return _NOISE[0]
+
+
 def degrade(
     page: np.ndarray, params: ScanParams, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +228,13 @@ def degrade(
     if params.blur_sigma > 0:
         image = cv2.GaussianBlur(image, (0, 0), params.blur_sigma)
     if params.noise_sigma > 0:
-        # Grain of 2x2 pixels, generated at half resolution (4x fewer random numbers).
-        half = ((height + 1) // 2, (width + 1) // 2)
-        noise = rng.normal(0.0, params.noise_sigma, size=half).astype(np.float32)
+        # Grain of 2x2 pixels: a window, at a random offset, of a fixed noise tile (drawing
+        # millions of normal numbers per telegram would cost more than the rest of the scan).
+        half_h, half_w = (height + 1) // 2, (width + 1) // 2
+        tile = _noise_tile()
+        rows = (np.arange(half_h) + int(rng.integers(NOISE_TILE))) % NOISE_TILE
+        cols = (np.arange(half_w) + int(rng.integers(NOISE_TILE))) % NOISE_TILE
+        noise = tile[rows[:, None], cols[None, :]] * np.float32(params.noise_sigma)
         positive = cv2.resize(
             np.clip(noise, 0, 255).astype(np.uint8),
             (width, height),
@@ -226,6 +249,11 @@ def degrade(
             positive = cv2.merge([positive] * 3)
             negative = cv2.merge([negative] * 3)
         image = cv2.subtract(cv2.add(image, positive), negative)
+    if params.white_point < 255:
+        # The scanner's levels: paper grain above the white point becomes pure white (which
+        # is also what keeps lossless scans small).
+        ramp = np.arange(256, dtype=np.float32) * (255.0 / params.white_point)
+        image = cv2.LUT(image, np.clip(ramp, 0, 255).astype(np.uint8))
     if params.mode == "bw":
         _, image = cv2.threshold(image, params.threshold, 255, cv2.THRESH_BINARY)
     elif params.jpeg_quality is not None:

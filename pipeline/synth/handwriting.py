@@ -124,6 +124,16 @@ def sample_writer(rng: np.random.Generator) -> WriterStyle:
     )
 
 
+def _stroke_width(glyph: np.ndarray) -> float:
+    """Mean stroke width in pixels of a white-on-black glyph: 2 x ink area / boundary pixels."""
+    ink = (glyph > 127).astype(np.uint8)
+    area = int(ink.sum())
+    if area == 0:
+        return 0.0
+    boundary = area - int(cv2.erode(ink, np.ones((3, 3), np.uint8), borderValue=0).sum())
+    return 2.0 * area / max(boundary, 1)
+
+
 def _glyph(
     digit: int, style: WriterStyle, height_px: int, dpi: float, bank: DigitBank, rng
 ) -> np.ndarray:
@@ -150,10 +160,10 @@ def _glyph(
     scale = h / crop.shape[0]
     w = max(2, int(round(crop.shape[1] * scale * rng.uniform(0.9, 1.1))))
     glyph = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
-    # Stroke width: MNIST strokes are ~3/20 of the digit height, thicker than a ballpoint on
-    # a 6 mm cell; thin or thicken them towards the writer's pen width.
+    # Stroke width: measure this glyph's (2 x area / boundary length of its ink) and thin or
+    # thicken it towards the writer's pen width.
     stroke_px = style.stroke_mm / 25.4 * dpi
-    current = 3.0 / 20 * h
+    current = _stroke_width(glyph)
     pad = 2 + int(abs(style.slant) * h / 2 + 0.1 * h)
     glyph = cv2.copyMakeBorder(glyph, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     change = int(round((stroke_px - current) / 2))
@@ -161,7 +171,7 @@ def _glyph(
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * change + 1, 2 * change + 1))
         glyph = cv2.dilate(glyph, kernel)
     elif change < 0:
-        size = min(-change, max(0, int(current - 2) // 2))
+        size = min(-change, int(current - 2.5) // 2)  # never thinner than about 2.5 px
         if size > 0:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
             glyph = cv2.erode(glyph, kernel)

@@ -409,7 +409,7 @@ def _init_worker(config: SynthConfig) -> None:
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:
     if fmt == "png":
-        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     elif fmt == "jpeg":
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     else:
