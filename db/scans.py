@@ -183,8 +183,11 @@ class Claim:
     claimed: list[ClaimedScan] = field(default_factory=list)
     #: Marked failed: claimed ``max_claims`` times before without finishing.
     exhausted: list[int] = field(default_factory=list)
-    #: Done, failed, or held by another live worker: nothing to do here.
+    #: Done, failed or unknown: nothing to do.
     skipped: list[int] = field(default_factory=list)
+    #: Claimable but locked by another session: a live worker reading them, or the
+    #: session of a dead one PostgreSQL has not closed yet. The caller checks again later.
+    held: list[int] = field(default_factory=list)
     #: Nothing claimed because some scan had an unfinished earlier claim: the caller
     #: re-sends these ids one per chunk so one poison scan cannot sink its neighbours.
     split: list[int] = field(default_factory=list)
@@ -195,7 +198,7 @@ _LOCK_CLAIMABLE = text(
     WITH candidates AS MATERIALIZED (
         SELECT id FROM scan WHERE id = ANY(:ids) AND status = ANY(:claimable) ORDER BY id
     )
-    SELECT id FROM candidates WHERE pg_try_advisory_lock(:namespace, id::int)
+    SELECT id, pg_try_advisory_lock(:namespace, id::int) AS locked FROM candidates
     """
 )
 
@@ -238,8 +241,11 @@ def claim_scans(
     params = {"ids": ids, "claimable": list(CLAIMABLE), "namespace": SCAN_LOCK_NAMESPACE}
     claim = Claim()
     with connection.begin():
-        locked = [row.id for row in connection.execute(_LOCK_CLAIMABLE, params)]
-        claim.skipped = [scan_id for scan_id in ids if scan_id not in set(locked)]
+        rows = connection.execute(_LOCK_CLAIMABLE, params).all()
+        locked = [row.id for row in rows if row.locked]
+        claimable = {row.id for row in rows}
+        claim.held = [row.id for row in rows if not row.locked]
+        claim.skipped = [scan_id for scan_id in ids if scan_id not in claimable]
         if not locked:
             return claim
         attempts = dict(

@@ -97,6 +97,16 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, object]:
             "escrutinio.reconcile": {"queue": RECONCILE_QUEUE},
         },
         "task_track_started": False,
+        # `escrutinio beat`: reconcile the mesas whose data changed, every few seconds; a
+        # run not started within the interval is dropped (the next one covers it).
+        "beat_schedule": {
+            "reconcile-changed-mesas": {
+                "task": "escrutinio.reconcile",
+                "schedule": float(settings.reconcile_interval),
+                "options": {"queue": RECONCILE_QUEUE, "expires": settings.reconcile_interval},
+            }
+        },
+        "beat_schedule_filename": str(settings.state_dir / "celerybeat-schedule"),
         "worker_soft_shutdown_timeout": float(min(settings.task_soft_time_limit, 60)),
         "worker_enable_soft_shutdown_on_idle": True,
         # Loading TensorFlow and the model in worker_process_init takes seconds.

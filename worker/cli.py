@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "worker.commands.forms",
     "worker.commands.synth",
     "worker.commands.jobs",
+    "worker.commands.demo",
     "worker.commands.read",
 ]
 

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=360, ge=1)
     visibility_timeout: int = Field(default=900, ge=1)
     max_deliveries: int = Field(default=2, ge=1)
+    #: Seconds between the periodic reconciliation runs ``escrutinio beat`` schedules.
+    reconcile_interval: int = Field(default=30, ge=1)
 
     @field_validator("database_url")
     @classmethod

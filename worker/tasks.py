@@ -52,7 +52,8 @@ MAX_TRANSIENT_RETRIES = 8
 
 
 def worker_database_url() -> str:
-    """The database URL with ``application_name=escrutinio-worker`` (shows in pg_stat_activity)."""
+    """The database URL for this process's sessions, named ``escrutinio-worker:<pid>`` in
+    pg_stat_activity (operators and the fault tests find a worker's session by it)."""
     url = resolve_database_url(get_settings())
     if not url:
         from worker.embedded import ServiceError
@@ -60,11 +61,13 @@ def worker_database_url() -> str:
         raise ServiceError(
             "no database: set ESCRUTINIO_DATABASE_URL or run `escrutinio services start`"
         )
-    return (
-        make_url(url)
-        .update_query_dict({"application_name": WORKER_APPLICATION_NAME})
-        .render_as_string(hide_password=False)
-    )
+    parsed = make_url(url)
+    extra = {"application_name": f"{WORKER_APPLICATION_NAME}:{os.getpid()}"}
+    if "options" not in parsed.query:
+        # PostgreSQL >= 14: a backend whose worker died mid-query notices within 1 s and
+        # drops the worker's scan locks, instead of when the query ends.
+        extra["options"] = "-c client_connection_check_interval=1000"
+    return parsed.update_query_dict(extra).render_as_string(hide_password=False)
 
 
 def load_classifier():
@@ -106,14 +109,30 @@ def backoff_seconds(retries: int) -> int:
     return min(ceiling, 2**retries)
 
 
+def recheck_seconds() -> int:
+    """How long to wait before looking again at scans another session holds."""
+    return max(1, min(10, get_settings().visibility_timeout // 4))
+
+
+def max_rechecks() -> int:
+    """Enough rechecks to outlast a live holder (hard time limit) plus its session's end."""
+    return get_settings().task_time_limit // recheck_seconds() + 3
+
+
 def _send_singles(scan_ids: list[int], forgiven_claims: int) -> None:
     for scan_id in scan_ids:
         read_chunk.apply_async(([scan_id],), {"forgiven_claims": forgiven_claims})
 
 
 @app.task(name="escrutinio.read_chunk", bind=True, max_retries=MAX_TRANSIENT_RETRIES)
-def read_chunk(self, scan_ids: list[int], forgiven_claims: int = 0) -> dict[str, int]:
-    """Read one chunk of scans (ids only) and write the results; returns counts by outcome."""
+def read_chunk(
+    self, scan_ids: list[int], forgiven_claims: int = 0, rechecks: int = 0
+) -> dict[str, int]:
+    """Read one chunk of scans (ids only) and write the results; returns counts by outcome.
+
+    forgiven_claims: earlier claims of these scans that ended in a handled transient error.
+    rechecks: how often these ids were found held by another session already.
+    """
     if not isinstance(scan_ids, list) or not all(
         isinstance(scan_id, int) and not isinstance(scan_id, bool) for scan_id in scan_ids
     ):
@@ -124,7 +143,7 @@ def read_chunk(self, scan_ids: list[int], forgiven_claims: int = 0) -> dict[str,
         engine = get_engine(worker_database_url())
         with engine.connect() as connection:
             try:
-                return _read_chunk(connection, scan_ids, forgiven)
+                return _read_chunk(connection, scan_ids, forgiven, int(rechecks))
             finally:
                 _release_all(connection)
     except TRANSIENT_ERRORS as exc:
@@ -144,11 +163,16 @@ def _release_all(connection: Connection) -> None:
         connection.invalidate()  # a dead session holds no locks; do not reuse the connection
 
 
-def _read_chunk(connection: Connection, scan_ids: list[int], forgiven: int) -> dict[str, int]:
+def _read_chunk(
+    connection: Connection, scan_ids: list[int], forgiven: int, rechecks: int
+) -> dict[str, int]:
     settings = get_settings()
     claim = scans.claim_scans(connection, scan_ids, settings.max_deliveries, forgiven)
+    if claim.held:
+        _recheck_later(claim.held, forgiven, rechecks)
     outcome = {
         "claimed": len(claim.claimed),
+        "held": len(claim.held),
         "skipped": len(claim.skipped),
         "exhausted": len(claim.exhausted),
         "split": len(claim.split),
@@ -178,6 +202,20 @@ def _read_chunk(connection: Connection, scan_ids: list[int], forgiven: int) -> d
         raise
     outcome["done"], outcome["failed"] = len(readings), len(failures)
     return outcome
+
+
+def _recheck_later(held: list[int], forgiven: int, rechecks: int) -> None:
+    """Send held ids again with a countdown: done by then -> skipped; holder dead -> claimed."""
+    if rechecks >= max_rechecks():
+        logger.error(
+            "scans %s still held after %d rechecks; see `escrutinio status`", held, rechecks
+        )
+        return
+    read_chunk.apply_async(
+        (held,),
+        {"forgiven_claims": forgiven, "rechecks": rechecks + 1},
+        countdown=recheck_seconds(),
+    )
 
 
 def _read_claimed(

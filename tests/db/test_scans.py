@@ -73,7 +73,7 @@ def test_a_scan_held_by_a_live_worker_is_not_claimed_by_another(
         first = scans.claim_scans(first_worker, ids, max_claims=2)
         second = scans.claim_scans(second_worker, ids, max_claims=2)
         assert [scan.id for scan in first.claimed] == ids
-        assert second.claimed == [] and second.skipped == ids
+        assert second.claimed == [] and second.held == ids and second.skipped == []
         assert all(state == ("processing", 1) for state in _status(database_url).values())
         # The first worker dies: its session ends and PostgreSQL drops its locks. The
         # chunk had been claimed without finishing, so it comes back split.
@@ -125,7 +125,7 @@ def test_done_and_failed_scans_are_not_claimed_again(database_url: str, tmp_path
             )
         scans.release_scans(connection, [scan.id for scan in claim.claimed])
         again = scans.claim_scans(connection, ids, max_claims=2)
-    assert again.claimed == [] and again.skipped == ids
+    assert again.claimed == [] and again.held == [] and again.skipped == ids
 
 
 def test_stalled_and_failed_scans_are_reset_for_retry(database_url: str, tmp_path: Path) -> None:

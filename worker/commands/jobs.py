@@ -40,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_OPTION")
     worker.set_defaults(func=run_worker)
 
+    beat = subparsers.add_parser(
+        "beat",
+        help="schedule the periodic reconciliation (run exactly one beat per deployment)",
+        description="Start Celery beat. Extra arguments go to `celery beat`.",
+    )
+    beat.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_OPTION")
+    beat.set_defaults(func=run_beat)
+
     status = subparsers.add_parser("status", help="scans by status, rate, queue, failures")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=run_status)
@@ -52,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _chunk_size(value: int | None) -> int:
-    size = value or get_settings().chunk_size
+    size = get_settings().chunk_size if value is None else value
     if not 1 <= size <= 1024:
         raise BadInput(f"--chunk must be between 1 and 1024, got {size}")
     return size
@@ -134,6 +142,23 @@ def run_worker(args: argparse.Namespace) -> int:
         if not any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in extra):
             argv += ["--concurrency", str(default_concurrency())]
         app.worker_main(argv + extra)
+    return 0
+
+
+def run_beat(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    extra = list(args.celery_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    with broker_url(settings.broker_url, settings.state_dir, keep=True) as broker:
+        os.environ["ESCRUTINIO_BROKER_URL"] = broker
+        get_settings.cache_clear()
+        from worker.celery_app import app, celery_config
+
+        settings = get_settings()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        app.conf.update(celery_config(settings, broker))
+        app.start(["beat", "--loglevel", "INFO", *extra])
     return 0
 
 

@@ -1,0 +1,304 @@
+"""``escrutinio demo``: the whole system on synthetic telegrams, end to end, on this machine.
+
+Migrates the database (embedded servers unless URLs are configured), generates N synthetic
+telegrams with their typed results and a few injected typing errors, imports the typed
+results, enqueues the scans, runs a Celery worker with W processes until every scan is
+done or failed, reconciles, and reports speed and accuracy. The servers keep running
+afterwards so the results can be queried (``escrutinio services stop`` stops them); the
+worker is always stopped, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+from tqdm import tqdm
+
+from db.importer import import_results
+from db.migrate import upgrade
+from db.session import get_engine
+from pipeline.errors import BadInput, EscrutinioError
+from worker.embedded import broker_url, database_url
+from worker.settings import PROJECT_ROOT, get_settings
+
+DEMO_FORM = "arg-2019-paso-caba"
+#: Share of the typed counts the synthetic typist gets wrong.
+MANUAL_ERROR_RATE = 0.004
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="run the whole system on synthetic telegrams and report speed and accuracy"
+    )
+    demo.add_argument("--count", type=int, default=200, help="telegrams (200)")
+    demo.add_argument(
+        "--workers", type=int, default=max(1, os.cpu_count() or 1), help="worker processes"
+    )
+    demo.add_argument("--seed", type=int, default=2019, help="seed of the synthetic telegrams")
+    demo.add_argument(
+        "--outdir", type=Path, help="where the telegrams go (default STATE_DIR/demo/...)"
+    )
+    demo.add_argument("--timeout", type=float, default=3600, help="give up after S seconds")
+    demo.set_defaults(func=run_demo)
+
+
+def _synthesize(outdir: Path, count: int, seed: int) -> None:
+    """Generate the telegrams unless ``outdir`` already holds this dataset."""
+    if (outdir / "results.csv").is_file() and len(list((outdir / "scans").glob("*"))) == count:
+        print(f"reusing {count} synthetic telegrams in {outdir}")
+        return
+    from pipeline.synth.writer import SynthConfig, write_dataset
+
+    summary = write_dataset(
+        SynthConfig(
+            outdir=outdir,
+            count=count,
+            form=DEMO_FORM,
+            seed=seed,
+            manual_error_rate=MANUAL_ERROR_RATE,
+            workers=max(1, os.cpu_count() or 1),
+        )
+    )
+    print(f"generated {summary.count} telegrams ({summary.manual_errors} typing errors injected)")
+
+
+def start_worker(db: str, broker: str, processes: int, log: Path) -> subprocess.Popen:
+    """A ``celery worker`` on both queues in its own process group, logging to ``log``."""
+    env = {**os.environ, "ESCRUTINIO_DATABASE_URL": db, "ESCRUTINIO_BROKER_URL": broker}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker", "worker",
+        "--queues", "read,reconcile", "--concurrency", str(processes),
+        "--hostname", f"demo-{os.getpid()}@%h", "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """Warm shutdown (SIGTERM to the group), then SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for_scans(db: str, total: int, worker: subprocess.Popen, log: Path, timeout: float):
+    from db import scans
+
+    engine = get_engine(db)
+    deadline = time.monotonic() + timeout
+    with tqdm(total=total, unit=" scans", desc="read") as bar:
+        while True:
+            with engine.connect() as connection:
+                state = scans.queue_status(connection)
+            finished = state.scans["done"] + state.scans["failed"]
+            bar.n = finished
+            bar.set_postfix(failed=state.scans["failed"], refresh=False)
+            bar.refresh()
+            if finished >= total:
+                return
+            if worker.poll() is not None:
+                raise EscrutinioError(f"the worker exited with {worker.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise EscrutinioError(f"not finished after {timeout:.0f} s; see {log}")
+            time.sleep(0.5)
+
+
+def _truth(outdir: Path) -> dict[tuple, int]:
+    """The true counts of the synthetic telegrams by natural key."""
+    truth = {}
+    with open(outdir / "truth.csv", newline="", encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            positive = row["votos_tipo"] == "POSITIVO"
+            key = (
+                row["mesa_id"],
+                int(row["cargo_id"]),
+                row["votos_tipo"],
+                int(row["agrupacion_id"]) if positive else None,
+                row["lista_numero"] if positive else None,
+            )
+            truth[key] = int(row["votos_cantidad"])
+    return truth
+
+
+def _injected_errors(outdir: Path) -> set[tuple]:
+    with open(outdir / "manual_errors.csv", newline="", encoding="utf-8") as stream:
+        return {
+            (row["mesa_id"], int(row["cargo_id"]), row["votos_tipo"],
+             int(row["agrupacion_id"]) if row["agrupacion_id"] else None,
+             row["lista_numero"] if row["votos_tipo"] == "POSITIVO" else None)
+            for row in csv.DictReader(stream)
+        }  # fmt: skip
+
+
+def demo_report(db: str, outdir: Path, seconds: float) -> dict[str, object]:
+    """Speed, cells read, accuracy (vs the typed entries and vs the synthetic truth)."""
+    settings = get_settings()
+    with get_engine(db).connect() as connection:
+        counts = dict(
+            connection.execute(text("SELECT status, count(*) FROM scan GROUP BY status")).all()
+        )
+        cells = connection.execute(
+            text(
+                "SELECT r.mesa_code, c.cargo_id, c.votos_tipo, c.agrupacion_id, c.lista_numero, "
+                "c.value, c.confidence, c.flags FROM cell_reading c "
+                "JOIN recognition r ON r.id = c.recognition_id AND r.is_current "
+                "WHERE c.votos_tipo <> 'TOTAL'"
+            )
+        ).all()
+        verdicts = dict(
+            connection.execute(
+                text("SELECT verdict, count(*) FROM cell_verdict GROUP BY verdict")
+            ).all()
+        )
+        suspected = {
+            tuple(row)
+            for row in connection.execute(
+                text(
+                    "SELECT mesa_code, cargo_id, votos_tipo, agrupacion_id, lista_numero "
+                    "FROM cell_verdict WHERE verdict = 'MANUAL_SUSPECT'"
+                )
+            )
+        }
+        manual = {
+            tuple(row[:5]): row[5]
+            for row in connection.execute(
+                text(
+                    "SELECT m.mesa_code, o.cargo_id, e.votos_tipo, p.agrupacion_id, "
+                    "l.lista_numero, e.votos_cantidad FROM manual_entry e "
+                    "JOIN mesa m ON m.id = e.mesa_id JOIN office o ON o.id = e.office_id "
+                    "LEFT JOIN party_list l ON l.id = e.list_id "
+                    "LEFT JOIN party p ON p.id = l.party_id"
+                )
+            )
+        }
+    truth = _truth(outdir)
+    injected = _injected_errors(outdir)
+    keyed = [(tuple(row[:5]), row.value, row.confidence, row.flags) for row in cells]
+    vs_truth = [value == truth[key] for key, value, _, _ in keyed if key in truth]
+    vs_manual = [value == manual[key] for key, value, _, _ in keyed if key in manual]
+    flagged = sum(
+        1
+        for _, value, confidence, flags in keyed
+        if value is None or confidence < settings.confidence_threshold or flags
+    )
+    done = counts.get("done", 0)
+    return {
+        "scans": counts,
+        "seconds": round(seconds, 1),
+        "scans_per_second": round(done / seconds, 2) if seconds else None,
+        "cells_read": len(keyed),
+        "accuracy_vs_truth": round(sum(vs_truth) / len(vs_truth), 4) if vs_truth else None,
+        "agreement_with_manual_entries": round(sum(vs_manual) / len(vs_manual), 4)
+        if vs_manual
+        else None,
+        "flagged_cells": flagged,
+        "verdicts": verdicts,
+        "suspected_entry_errors": len(suspected),
+        "injected_entry_errors": len(injected),
+        "injected_errors_caught": len(injected & suspected),
+    }
+
+
+def _print_report(report: dict[str, object], db: str) -> None:
+    scans = report["scans"]
+    print()
+    print(f"scans: {scans.get('done', 0)} done, {scans.get('failed', 0)} failed")
+    print(
+        f"speed: {report['scans_per_second']} scans/s "
+        f"({report['seconds']} s from enqueue to the last reading)"
+    )
+    print(f"cells read: {report['cells_read']} (column totals not counted)")
+    print(f"accuracy against the true counts: {report['accuracy_vs_truth']}")
+    print(f"agreement with the typed entries: {report['agreement_with_manual_entries']}")
+    print(f"flagged cells (low confidence, unread or review flags): {report['flagged_cells']}")
+    if report["verdicts"]:
+        print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["verdicts"].items())))
+    print(
+        f"suspected data-entry errors: {report['suspected_entry_errors']} "
+        f"({report['injected_errors_caught']} of the {report['injected_entry_errors']} "
+        "injected ones)"
+    )
+    print()
+    print("query the results:")
+    print(f'  psql "{db}"')
+    print("    SELECT verdict, count(*) FROM cell_verdict GROUP BY verdict;")
+    print("    SELECT * FROM v_suspected_entry_errors LIMIT 10;")
+    print("    SELECT * FROM v_low_confidence_cells ORDER BY confidence LIMIT 10;")
+    print("    SELECT * FROM v_accuracy_by_office;")
+    print("stop the embedded servers with: escrutinio services stop")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise BadInput(f"--count must be at least 1, got {args.count}")
+    if args.workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {args.workers}")
+    from worker.celery_app import make_app
+    from worker.queueing import register_files, send_pending
+
+    settings = get_settings()
+    outdir = args.outdir or settings.state_dir / "demo" / f"seed{args.seed}-n{args.count}"
+    with (
+        database_url(settings.database_url, settings.state_dir, keep=True) as db,
+        broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
+    ):
+        upgrade(db)
+        print(f"database migrated: {db}")
+        _synthesize(outdir, args.count, args.seed)
+        engine = get_engine(db)
+        with engine.begin() as connection:
+            stats = import_results(connection, [outdir / "results.csv"])
+        print(f"typed results imported: {stats.rows_read} rows")
+        log = settings.state_dir / "demo-worker.log"
+        worker = start_worker(db, broker, args.workers, log)
+        print(f"worker started ({args.workers} processes, log {log})")
+        try:
+            started = time.monotonic()
+            files = sorted((outdir / "scans").iterdir())
+            if register_files(engine, files, DEMO_FORM) == 0:
+                print("these scans were registered by an earlier run: reporting its results")
+            app = make_app(settings, broker)
+            try:
+                send_pending(engine, app, broker, settings.chunk_size)
+            finally:
+                app.close()
+            with engine.connect() as connection:
+                total = connection.execute(text("SELECT count(*) FROM scan")).scalar_one()
+            _wait_for_scans(db, total, worker, log, args.timeout)
+            seconds = time.monotonic() - started
+        finally:
+            stop_worker(worker)
+        try:
+            from db.reconcile import reconcile
+        except ImportError:
+            print("no reconciliation module: skipping the comparison with the typed entries")
+        else:
+            result = reconcile(db, full=True, threshold=settings.confidence_threshold)
+            print(f"reconciled {result.cells} cells of {result.mesas} mesas")
+        report = demo_report(db, outdir, seconds)
+        _print_report(report, db)
+    return 0
