@@ -2,15 +2,19 @@
 
 ``decode_number(probs)`` turns the (k, C) class probabilities of a cell's k digit pieces into a
 ``NumberReading``: the most probable digit string, its probability (``confidence``, after
-temperature calibration), the next most probable readings (``alternatives``) and ``flags``.
+after calibration), the next most probable readings (``alternatives``) and ``flags``.
 
-Confidence = probability that the WHOLE number is right: the probability of the best digit
-string, i.e. the product of the per-piece probabilities of its outcomes (summed over the piece
-outcomes that give the same string when the model has the "not a digit" class, index 10, whose
-pieces are dropped from the string). Softmax outputs are over-confident on unfamiliar
-handwriting, so the per-piece probabilities are first temperature-scaled: p_T ∝ p^(1/T), T fitted
-on synthetic numbers (``fit_temperature``; ``bench/bench_numbers.py`` reports the fit and a
-reliability table).
+Confidence = probability that the WHOLE number is right. The raw figure is the probability of
+the best digit string: the product of the per-piece probabilities of its outcomes (summed over
+the piece outcomes that give the same string when the model has the "not a digit" class, index
+10, whose pieces are dropped from the string), times the segmentation's confidence that the
+digits were cut right. Softmax outputs are over-confident on some errors and the segmentation
+share is under-confident, so the raw figure is then calibrated on its log-odds (Platt scaling:
+``sigmoid(slope * logit(p) + offset)``, two numbers fitted per model version on synthetic
+numbers by ``fit_calibration``; ``bench/bench_numbers.py --calibrate`` fits them and prints the
+reliability table). Alternatives are scaled by the same factor as the best reading, so their
+ratios (what the sum rule uses) are the model's own. ``calibrate`` (digit-level temperature
+scaling, p_T ∝ p^(1/T)) is available as well.
 
 Empty cells: a cell with no digit (no ink, or every piece judged "not a digit") reads value 0
 with flag EMPTY (informational, not a reason to review). The official data records 0 for such
@@ -57,6 +61,27 @@ MAX_DIGITS = 4  # more pieces than this is not a count (0..~3,000): ILLEGIBLE
 TOP_PER_PIECE = 4  # outcomes per piece considered when listing alternatives
 TOP_ALTERNATIVES = 10
 CONSISTENCY_WEIGHT = 2000.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Raw whole-number probability p -> calibrated sigmoid(slope * logit(p) + offset).
+
+    slope < 1 softens over-confidence, offset > 0 raises everything; (1, 0) is the identity."""
+
+    slope: float = 1.0
+    offset: float = 0.0
+
+    def __call__(self, probability: float) -> float:
+        p = min(max(probability, 1e-12), 1.0 - 1e-12)
+        logit = math.log(p / (1.0 - p))
+        return 1.0 / (1.0 + math.exp(-(self.slope * logit + self.offset)))
+
+
+IDENTITY = Calibration()
+# Fitted by ``bench/bench_numbers.py --calibrate`` per model version (name@sha256 prefix of the
+# weights: new weights need a new fit). Unknown versions are not calibrated (IDENTITY).
+CALIBRATIONS: dict[str, Calibration] = {}
 MIN_POSTERIOR = 0.95
 
 
@@ -145,16 +170,21 @@ def string_alternatives(probs: np.ndarray, top: int = TOP_ALTERNATIVES) -> list[
 def decode_number(
     probs: np.ndarray,
     *,
+    calibration: Calibration = IDENTITY,
     temperature: float = DEFAULT_TEMPERATURE,
     struck_through: bool = False,
+    split_confidence: float = 1.0,
     low_confidence: float = LOW_CONFIDENCE,
     max_digits: int = MAX_DIGITS,
 ) -> NumberReading:
     """Digit pieces' class probabilities -> NumberReading.
 
     probs: (k, C) float, rows are the pieces left to right, C = 10 or 11 (index 10 = "not a
-    digit"); k = 0 means an empty cell. temperature: calibration (see module docstring).
+    digit"); k = 0 means an empty cell. calibration: of the whole-number probability;
+    temperature: optional digit-level temperature (see module docstring).
     struck_through: from the segmentation; adds STRUCK_THROUGH (review).
+    split_confidence: probability the segmentation cut the digits right
+    (``CellSegmentation.split_confidence``); every reading's probability is multiplied by it.
     """
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or (probs.shape[0] and probs.shape[1] not in (10, 11)):
@@ -165,8 +195,12 @@ def decode_number(
     calibrated = calibrate(probs, temperature)
     if probs.shape[0] > max_digits:
         return NumberReading(None, None, 0.0, calibrated, (), frozenset(flags | {Flag.ILLEGIBLE}))
-    alternatives = tuple(string_alternatives(calibrated))
-    text, confidence = alternatives[0]
+    raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated)]
+    best_raw = raw[0][1]
+    confidence = calibration(best_raw) if best_raw > 0 else 0.0
+    factor = confidence / best_raw if best_raw > 0 else 0.0
+    alternatives = tuple((text, min(1.0, p * factor)) for text, p in raw)
+    text = alternatives[0][0]
     if text == "":
         flags.add(Flag.EMPTY)
     if confidence < ILLEGIBLE_BELOW:
@@ -181,27 +215,40 @@ def decode_number(
 # --------------------------------------------------------------------------- calibration
 
 
-def number_confidence(probs: np.ndarray, temperature: float) -> float:
-    """Confidence decode_number would give (k, C) probabilities at this temperature."""
-    return decode_number(probs, temperature=temperature).confidence
+def calibration_for(classifier) -> Calibration:
+    """The fitted calibration of this classifier's weights (``.version``), else IDENTITY."""
+    return CALIBRATIONS.get(str(getattr(classifier, "version", "")), IDENTITY)
 
 
-def fit_temperature(
-    probs_list: Sequence[np.ndarray], correct: Sequence[bool], grid: np.ndarray | None = None
-) -> float:
-    """Temperature minimising the negative log-likelihood of ``correct`` (was the number read
-    right?) under the whole-number confidence. probs_list: per number its (k, C) raw
-    probabilities; correct: per number True/False. Grid search (T in 0.5..4 by default)."""
-    grid = np.round(np.arange(0.5, 4.01, 0.05), 2) if grid is None else grid
-    correct_arr = np.asarray(correct, bool)
-    best, best_nll = 1.0, math.inf
-    for temperature in grid:
-        conf = np.array([number_confidence(p, float(temperature)) for p in probs_list])
-        conf = np.clip(conf, 1e-6, 1 - 1e-6)
-        nll = -np.mean(np.where(correct_arr, np.log(conf), np.log(1 - conf)))
-        if nll < best_nll:
-            best, best_nll = float(temperature), float(nll)
-    return best
+def fit_calibration(raw_confidence: Sequence[float], correct: Sequence[bool]) -> Calibration:
+    """Platt scaling: the (slope, offset) maximising the likelihood of ``correct`` (was the
+    number read right?) given sigmoid(slope * logit(raw) + offset). Newton's method on the
+    two-parameter logistic regression with step halving, a small ridge towards the identity
+    keeping it stable on separable or one-valued data."""
+    p = np.clip(np.asarray(raw_confidence, np.float64), 1e-12, 1 - 1e-12)
+    x = np.log(p / (1 - p))
+    t = np.asarray(correct, np.float64)
+    features = np.stack([x, np.ones_like(x)], axis=1)
+    prior = np.array([1.0, 0.0])
+    ridge = 1e-3
+
+    def loss(w: np.ndarray) -> float:
+        z = features @ w
+        return float(np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 * ridge * np.sum((w - prior) ** 2))
+
+    weights = prior.copy()
+    for _ in range(100):
+        q = 1.0 / (1.0 + np.exp(-(features @ weights)))
+        gradient = features.T @ (q - t) + ridge * (weights - prior)
+        hessian = (features * (q * (1 - q))[:, None]).T @ features + ridge * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        current, scale = loss(weights), 1.0
+        while scale > 1e-6 and loss(weights - scale * step) > current:
+            scale /= 2  # damped Newton: never let the likelihood get worse
+        weights = weights - scale * step
+        if np.abs(scale * step).max() < 1e-9:
+            break
+    return Calibration(slope=float(weights[0]), offset=float(weights[1]))
 
 
 def reliability(

@@ -23,7 +23,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from pipeline.decode import DEFAULT_TEMPERATURE, NumberReading, decode_number
+from pipeline.decode import Calibration, NumberReading, calibration_for, decode_number
 from pipeline.errors import BadInput
 from pipeline.segment import CellSegmentation, choose_splits, segment_cell
 
@@ -186,13 +186,16 @@ def read_numbers(
     images: Sequence[np.ndarray],
     classifier: Classifier,
     *,
-    temperature: float = DEFAULT_TEMPERATURE,
+    calibration: Calibration | None = None,
     confidence_threshold: float | None = None,
 ) -> list[NumberResult]:
     """Segment and read number images (each (H, W) uint8, dark ink on light) in two batched
-    classifier calls (split choice, then the chosen digits)."""
+    classifier calls (split choice, then the chosen digits). calibration: None = the fitted
+    one of this classifier (``calibration_for``)."""
     from pipeline.reframe import reframe_digit
 
+    if calibration is None:
+        calibration = calibration_for(classifier)
     segmentations = choose_splits(
         [segment_cell(image) for image in images], classifier.predict_proba, reframe_digit
     )
@@ -208,8 +211,9 @@ def read_numbers(
         k = len(segmentation.digits)
         reading = decode_number(
             probs[position : position + k],
-            temperature=temperature,
+            calibration=calibration,
             struck_through=segmentation.struck_through,
+            split_confidence=segmentation.split_confidence,
             **options,
         )
         position += k
@@ -222,20 +226,22 @@ def evaluate_numbers_dir(
     classifier: Classifier,
     confidence_threshold: float,
     *,
-    temperature: float = DEFAULT_TEMPERATURE,
+    calibration: Calibration | None = None,
 ) -> dict:
     """``escrutinio evaluate numbers DIR``: read every image and compare with its label.
 
     Returns {"n", "exact" (share read exactly, as digit strings), "digit_count_right" (share
     with the right number of digits), "flagged" (share below confidence_threshold or with a
     review flag), "accepted_exact" (exact share among the numbers not flagged; None if all
-    flagged), "confidence_threshold", "temperature"}.
+    flagged), "confidence_threshold"}.
     """
     images, labels, _ = read_numbers_dir(Path(directory))
+    if calibration is None:
+        calibration = calibration_for(classifier)
     results = read_numbers(
-        images, classifier, temperature=temperature, confidence_threshold=confidence_threshold
+        images, classifier, calibration=calibration, confidence_threshold=confidence_threshold
     )
-    return summarise(results, labels, confidence_threshold, temperature)
+    return summarise(results, labels, confidence_threshold)
 
 
 def _digit_count(result: NumberResult) -> int:
@@ -245,9 +251,7 @@ def _digit_count(result: NumberResult) -> int:
     return len(result.segmentation.digits)
 
 
-def summarise(
-    results: Sequence[NumberResult], labels: Sequence[str], threshold: float, temperature: float
-) -> dict:
+def summarise(results: Sequence[NumberResult], labels: Sequence[str], threshold: float) -> dict:
     """Figures of ``evaluate_numbers_dir`` for readings and their labels."""
     n = len(labels)
     exact = [r.reading.text == label for r, label in zip(results, labels, strict=True)]
@@ -261,5 +265,4 @@ def summarise(
         "flagged": 1.0 - sum(accepted) / n if n else 0.0,
         "accepted_exact": (sum(accepted_right) / len(accepted_right)) if accepted_right else None,
         "confidence_threshold": threshold,
-        "temperature": temperature,
     }

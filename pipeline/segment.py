@@ -15,7 +15,7 @@ Steps, each a small function below:
 4. broken strokes are merged: pieces overlapping in x (the bar of a 7, a 5's flag, the up-stroke
    of a 1 drawn apart from the stem), then small pieces close to a digit; isolated specks dropped.
 5. touching digits: a piece wider than one digit gets candidate splits (1..4 digits) along
-   minimum-ink paths found by dynamic programming around the vertical-projection minima
+   least-ink seams found by dynamic programming
    (a path may bend, so slanted strokes are cut where they are thinnest). Option 0 is the
    geometric guess; ``choose_splits`` lets the digit classifier pick among the options.
 
@@ -68,6 +68,7 @@ class Piece:
     options: tuple[tuple[DigitCrop, ...], ...]
     log_priors: tuple[float, ...]
     box: Box
+    confidence: float = 1.0  # probability that option 0 is the right cut (set by choose_splits)
 
     @property
     def ambiguous(self) -> bool:
@@ -101,6 +102,11 @@ class CellSegmentation:
     @property
     def ambiguous(self) -> bool:
         return any(piece.ambiguous for piece in self.pieces)
+
+    @property
+    def split_confidence(self) -> float:
+        """Probability that every piece was cut into the right digits (product over pieces)."""
+        return float(np.prod([piece.confidence for piece in self.pieces]))
 
 
 # --------------------------------------------------------------------------- ink map
@@ -172,8 +178,11 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     top, bottom = int(rows[0]), int(rows[-1]) + 1
     left, right = int(cols[0]), int(cols[-1]) + 1
     ink_h, ink_w = bottom - top, right - left
+    needed = max(0.85 * ink_w, 0.9 * ink_h)
+    if mask.sum(axis=1).max() < 0.7 * needed:  # no row holds enough ink for such a run
+        return None
     lengths, _, _ = _longest_runs(mask, gap=max(1, ink_h // 15))
-    long_rows = np.flatnonzero(lengths >= max(0.85 * ink_w, 0.9 * ink_h))
+    long_rows = np.flatnonzero(lengths >= needed)
     if long_rows.size == 0:
         return None
     r0, r1 = int(long_rows[0]), int(long_rows[-1]) + 1
@@ -278,45 +287,54 @@ def _attach_small(groups: list[_Group], reach: float = 0.15) -> tuple[list[_Grou
 # --------------------------------------------------------------------------- splitting
 
 
-def _cut_path(cost: np.ndarray, centre: int, reach: int) -> np.ndarray:
-    """Minimum-cost top-to-bottom path through ``cost`` (h, w), moving at most one column per
-    row, staying within ``centre +- reach``. Returns (h,) int column per row: the cut."""
-    height, width = cost.shape
-    lo, hi = max(1, centre - reach), min(width - 1, centre + reach + 1)
-    band = cost[:, lo:hi].astype(np.float64) + 0.5  # +0.5: prefer straight, short paths
-    total = band.copy()
-    moves = np.zeros(band.shape, np.int8)
+# Cost of a cut moving one column sideways per row, in ink units (255 = one full ink pixel):
+# cuts bend around strokes but do not wander along the background.
+SIDESTEP_COST = 25.0
+
+
+def _seams(ink: np.ndarray, count: int) -> list[np.ndarray]:
+    """Up to ``count`` top-to-bottom cuts through ``ink`` (h, w) crossing the least ink.
+
+    One dynamic-programming pass over the piece (a seam moves at most one column per row,
+    SIDESTEP_COST per move, confined to the inner 10-90% of the width) gives the cheapest seam
+    ending at every bottom column; the seams ending at local minima of that cost are traced
+    back, cheapest first, keeping those at least 2 px apart on average. Returns a list of (h,)
+    int arrays (column per row), sorted left to right.
+    """
+    height, width = ink.shape
+    lo, hi = max(1, round(0.1 * width)), min(width - 1, round(0.9 * width))
+    if hi - lo < 1:
+        return []
+    cost = ink[:, lo:hi].astype(np.float64) + 1.0
+    total = cost.copy()
+    moves = np.zeros(cost.shape, np.int8)
+    big = np.full(1, np.inf)
     for row in range(1, height):
         prev = total[row - 1]
-        left = np.concatenate([[np.inf], prev[:-1]])
-        right = np.concatenate([prev[1:], [np.inf]])
-        stacked = np.stack([left + 0.3, prev, right + 0.3])
-        choice = np.argmin(stacked, axis=0)
-        total[row] += stacked[choice, np.arange(band.shape[1])]
+        options = np.stack(
+            [
+                np.concatenate([big, prev[:-1]]) + SIDESTEP_COST,
+                prev,
+                np.concatenate([prev[1:], big]) + SIDESTEP_COST,
+            ]
+        )
+        choice = np.argmin(options, axis=0)
+        total[row] += options[choice, np.arange(cost.shape[1])]
         moves[row] = choice - 1
-    path = np.zeros(height, int)
-    path[-1] = int(np.argmin(total[-1]))
-    for row in range(height - 1, 0, -1):
-        path[row - 1] = path[row] + moves[row, path[row]]
-    return path + lo
-
-
-def _cut_columns(ink: np.ndarray, count: int) -> list[int]:
-    """Up to ``count`` columns in the inner 10-90% of the piece where the smoothed vertical
-    projection has a local minimum, lowest first, at least 3 px apart."""
-    width = ink.shape[1]
-    profile = np.convolve(ink.sum(axis=0), np.array([1.0, 2.0, 1.0]) / 4.0, mode="same")
-    lo, hi = max(1, round(0.1 * width)), min(width - 1, round(0.9 * width))
-    minima = [
-        c for c in range(lo, hi) if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]
-    ]
-    chosen: list[int] = []
-    for column in sorted(minima, key=lambda c: profile[c]):
-        if all(abs(column - c) >= 3 for c in chosen):
-            chosen.append(column)
-        if len(chosen) == count:
+    end = total[-1]
+    padded = np.concatenate([[np.inf], end, [np.inf]])
+    minima = [c for c in range(len(end)) if end[c] <= padded[c] and end[c] <= padded[c + 2]]
+    seams: list[np.ndarray] = []
+    for column in sorted(minima, key=lambda c: end[c]):
+        path = np.zeros(height, int)
+        path[-1] = column
+        for row in range(height - 1, 0, -1):
+            path[row - 1] = path[row] + moves[row, path[row]]
+        if all(np.mean(np.abs(path - other)) >= 2.0 for other in seams):
+            seams.append(path)
+        if len(seams) == count:
             break
-    return sorted(chosen)
+    return sorted((seam + lo for seam in seams), key=lambda seam: float(seam.mean()))
 
 
 def _crossings(ink: np.ndarray, path: np.ndarray) -> int:
@@ -386,13 +404,13 @@ def _shape_log_prior(crops: Sequence[DigitCrop], piece_height: int) -> float:
 
 
 def _count_log_prior(aspect: float, count: int) -> float:
-    """log P(count digits | piece width/height): flat while each digit would be 0.25..1.0 as
-    wide as high (a 1 to a 0), falling off outside; SPLIT_PENALTY per cut (most pieces are
+    """log P(count digits | piece width/height): flat while each digit would be 0.25..1.25 as
+    wide as high (a 1 to a wide 0), falling off outside; SPLIT_PENALTY per cut (most pieces are
     one digit)."""
     per_digit = aspect / count
     score = -SPLIT_PENALTY * (count - 1)
-    if per_digit > 1.0:
-        score -= 4.0 * (per_digit - 1.0)
+    if per_digit > 1.25:  # MNIST 0s and 2s reach 1.25
+        score -= 4.0 * (per_digit - 1.25)
     if per_digit < 0.25:
         score -= 8.0 * (0.25 - per_digit)
     return score
@@ -425,10 +443,11 @@ MAX_OPTIONS = 6
 def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
     """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
 
-    Cut candidates are minimum-ink paths started at the vertical projection's local minima;
-    every combination of up to MAX_SPLIT - 1 of them is an option, scored by a geometric log
-    prior: digit count given the width/height ratio, CROSSING_PENALTY per extra stroke a cut
-    crosses, and the parts' shapes. The MAX_OPTIONS best are kept; option 0 is the best.
+    Cut candidates are the least-ink seams through the piece (``_seams``); every combination of
+    up to MAX_SPLIT - 1 of them is an option, scored by a geometric log prior: digit count given
+    the width/height ratio, penalties for cuts crossing more than one stroke or running along
+    one (``_cut_ink_log_prior``), and the parts' shapes. The MAX_OPTIONS best are kept;
+    option 0 is the best.
     Pieces narrower than 0.5 of their height are one digit.
     """
     height, width = piece_ink.shape
@@ -439,8 +458,7 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
         (_count_log_prior(aspect, 1) + _shape_log_prior([whole], height), (whole,))
     ]
     if aspect >= 0.5:
-        reach = max(2, round(0.12 * height))
-        paths = [_cut_path(piece_ink, c, reach) for c in _cut_columns(piece_ink, 6)]
+        paths = _seams(piece_ink, 5)
         stroke = _stroke_width(piece_ink)
         cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke) for p in paths]
         max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / 0.4) - 1))
@@ -549,7 +567,8 @@ def choose_splits(
     reframe: digit crop -> (28, 28) uint8; default ``pipeline.reframe.reframe_digit``.
     All candidate digits of all cells go through ``classify`` in ONE batch. An option's score is
     the sum of its digits' log best-digit probability plus its geometric log prior; the best
-    option becomes option 0 and is the only one kept. Unambiguous cells are returned as is.
+    option becomes option 0 and is the only one kept, its softmax share of the scores is the
+    piece's ``confidence``. Unambiguous cells are returned as is.
     """
     reframe = reframe or _default_reframe()
     crops: list[DigitCrop] = []
@@ -574,12 +593,14 @@ def choose_splits(
             for option, prior in zip(piece.options, piece.log_priors, strict=True):
                 option_scores.append(float(scores[position : position + len(option)].sum()) + prior)
                 position += len(option)
+            weights = np.exp(np.array(option_scores) - max(option_scores))
             best = int(np.argmax(option_scores))
             pieces.append(
                 Piece(
                     options=(piece.options[best],),
                     log_priors=(piece.log_priors[best],),
                     box=piece.box,
+                    confidence=float(weights[best] / weights.sum()),
                 )
             )
         chosen.append(replace(segmentation, pieces=tuple(pieces)))

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from pipeline.decode import (
+    Calibration,
     Flag,
     NumberReading,
     apply_header_rule,
     apply_sum_rule,
     calibrate,
     decode_number,
-    fit_temperature,
+    fit_calibration,
     reliability,
 )
 from pipeline.errors import BadInput
@@ -118,16 +119,24 @@ def test_temperature_above_one_softens_and_one_is_identity():
     assert calibrate(probs, 0.5).max() > 0.99
 
 
-def test_fit_temperature_softens_an_overconfident_model():
-    """Readings said 0.99 but right only 85% of the time: the fit must raise T and bring the
-    mean confidence near the accuracy."""
+def test_fit_calibration_softens_an_overconfident_model():
+    """Readings said 0.99 but right only 85% of the time: the fitted calibration maps 0.99
+    near 0.85 and is applied by decode_number."""
     rng = np.random.default_rng(0)
-    probs_list = [probs_for(str(rng.integers(10)), sure=0.99) for _ in range(400)]
     correct = rng.random(400) < 0.85
-    temperature = fit_temperature(probs_list, correct)
-    assert temperature > 1.0
-    confidence = np.mean([decode_number(p, temperature=temperature).confidence for p in probs_list])
-    assert abs(confidence - correct.mean()) < 0.05
+    calibration = fit_calibration([0.99] * 400, correct)
+    assert abs(calibration(0.99) - correct.mean()) < 0.02
+    result = decode_number(probs_for("4", sure=0.99), calibration=calibration)
+    assert result.confidence == pytest.approx(calibration(0.99))
+    assert result.alternatives[0][1] == pytest.approx(result.confidence)
+
+
+def test_fit_calibration_separates_right_from_wrong_by_raw_confidence():
+    raw = [0.6] * 100 + [0.999] * 100
+    correct = [i % 2 == 0 for i in range(100)] + [True] * 99 + [False]
+    calibration = fit_calibration(raw, correct)
+    assert calibration(0.6) < 0.7 and calibration(0.999) > 0.97
+    assert Calibration()(0.73) == pytest.approx(0.73)
 
 
 def test_reliability_table_counts_and_error():
