@@ -211,7 +211,9 @@ class FormTemplate:
     texts: tuple[Text, ...] = ()
     line_width_mm: float = 0.3
     source: str = ""
-    _row_index: Mapping[str, Row] = field(default_factory=dict, repr=False, compare=False)
+    _row_index: Mapping[str, Row] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_row_index", {row.key: row for row in self.rows})

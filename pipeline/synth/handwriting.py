@@ -53,8 +53,9 @@ def load_digit_bank(path: str | Path | None = None) -> DigitBank:
     """Load digits from an ``.npz`` in Keras layout (``x_test``/``y_test`` preferred, else
     ``x_train``/``y_train``) or with keys ``x``, ``y``.
 
-    Images must be ``(N, H, W)`` uint8 with white ink on black (resized to 28x28 if needed);
-    every digit 0-9 must occur. Raises :class:`BadInput` naming the file and the problem.
+    Images must be ``(N, H, W)``, uint8 or floats in 0..1 (resized to 28x28 if needed); dark
+    ink on white is detected by the border and inverted to white on black. Every digit 0-9
+    must occur. Raises :class:`BadInput` naming the file and the problem.
     """
     path = Path(path) if path is not None else default_digit_bank_path()
     try:
@@ -85,6 +86,9 @@ def load_digit_bank(path: str | Path | None = None) -> DigitBank:
     labels = labels.astype(np.int64).reshape(-1)
     if labels.min() < 0 or labels.max() > 9 or len(np.unique(labels)) != 10:
         raise BadInput(f"{path}: labels must cover every digit 0-9")
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], 1)
+    if border.mean() > 127:  # dark ink on white paper: turn into the bank's white on black
+        images = 255 - images
     if images.shape[1:] != (28, 28):
         images = np.stack([cv2.resize(im, (28, 28), interpolation=cv2.INTER_AREA) for im in images])
     return DigitBank(np.ascontiguousarray(images), labels.astype(np.uint8), str(path))

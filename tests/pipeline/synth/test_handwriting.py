@@ -70,3 +70,10 @@ def test_a_number_is_written_in_ink_inside_its_cell() -> None:
         # Blue ink is bluer than it is red (BGR); black ink is neutral.
         b, r = page[ink][:, 0].mean(), page[ink][:, 2].mean()
         assert (b > r + 20) == (style.ink_bgr[0] > style.ink_bgr[2] + 40)
+
+
+def test_dark_ink_on_white_digits_are_inverted_to_the_bank_layout(tmp_path: Path) -> None:
+    bank = load_digit_bank(FIXTURE_MNIST)
+    path = tmp_path / "paper.npz"
+    np.savez(path, x=255 - bank.images, y=bank.labels)
+    assert np.array_equal(load_digit_bank(path).images, bank.images)
