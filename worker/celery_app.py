@@ -108,7 +108,7 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, object]:
         },
         "beat_schedule_filename": str(settings.state_dir / "celerybeat-schedule"),
         "worker_soft_shutdown_timeout": float(min(settings.task_soft_time_limit, 60)),
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_enable_soft_shutdown_on_idle": False,
         # Loading TensorFlow and the model in worker_process_init takes seconds.
         "worker_proc_alive_timeout": 180.0,
         "worker_hijack_root_logger": False,
