@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "worker.commands.jobs",
     "worker.commands.demo",
     "worker.commands.read",
+    "worker.commands.reports",
 ]
 
 
