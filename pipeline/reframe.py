@@ -58,12 +58,16 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return grey
 
 
+def _border(image: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels, flattened (image at least 3x3)."""
+    return np.concatenate([image[0, :], image[-1, :], image[1:-1, 0], image[1:-1, -1]])
+
+
 def _background_level(grey: np.ndarray) -> float:
     """Median of the border pixels: the background, even when the ink touches one edge."""
     if min(grey.shape) <= 2:
         return float(np.median(grey))
-    border = np.concatenate([grey[0, :], grey[-1, :], grey[1:-1, 0], grey[1:-1, -1]])
-    return float(np.median(border))
+    return float(np.median(_border(grey)))
 
 
 def ink_is_dark(image: np.ndarray) -> bool:
@@ -87,7 +91,8 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
     grey = to_grey(image)
     if ink_is_dark(image):
         grey = 255.0 - grey
-    ink = grey - _background_level(grey)
+    background = _background_level(grey)
+    ink = grey - background
     np.maximum(ink, 0.0, out=ink)
     top = float(ink.max())
     if top < MIN_CONTRAST:
@@ -95,8 +100,15 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
             f"digit image {grey.shape[1]}x{grey.shape[0]} has no ink "
             f"(contrast {top:.0f} < {MIN_CONTRAST} grey levels)"
         )
+    # Paper grain and scanner noise: whatever the border shows above its median is not ink.
+    noise = float(np.percentile(_border(ink), 98)) if min(ink.shape) > 2 else 0.0
+    floor = max(INK_FLOOR * top, 1.5 * noise)
+    ink[ink <= floor] = 0.0
+    if not ink.any():
+        raise BadInput(
+            f"digit image {grey.shape[1]}x{grey.shape[0]} has no ink above the paper's noise"
+        )
     ink *= 255.0 / top
-    ink[ink < INK_FLOOR * 255.0] = 0.0
     return ink
 
 

@@ -119,3 +119,12 @@ def test_published_method_pads_to_square_and_inverts():
     assert frame.max() > 200 and frame[0].max() == 0
     # No ink box: the crop's own whitespace stays, so the ink is smaller than 20 px.
     assert ink_box(frame, 64)[0] < 20
+
+
+def test_paper_grain_does_not_count_as_ink():
+    rng = np.random.default_rng(0)
+    clean = scanned_zero()
+    noisy = np.clip(clean.astype(int) + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
+    noisy_box = ink_box(reframe_digit(noisy))
+    clean_box = ink_box(reframe_digit(clean))
+    assert abs(noisy_box[0] - clean_box[0]) <= 1 and abs(noisy_box[1] - clean_box[1]) <= 1
