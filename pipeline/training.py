@@ -161,7 +161,7 @@ def train_paper(
 def train_default(
     data: MnistData,
     seed: int = DEFAULT_SEED,
-    epochs: int = 12,
+    epochs: int = 8,
     log: Callable = print,
 ) -> tuple[object, dict]:
     """Train ``default`` on reframed MNIST train + fresh augmentation each epoch.
@@ -251,7 +251,7 @@ def train(
     if name == "paper":
         return train_paper(data, seed, epochs or 15, log)
     if name == "default":
-        return train_default(data, seed, epochs or 12, log)
+        return train_default(data, seed, epochs or 8, log)
     raise BadInput(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 

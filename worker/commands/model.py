@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="usps.npz: a final check written on the model card (never used for training)",
     )
     train.add_argument("--seed", type=int, default=1234)
-    train.add_argument("--epochs", type=int, help="default: 15 (paper), 12 (default)")
+    train.add_argument("--epochs", type=int, help="default: 15 (paper), 8 (default)")
     train.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
     train.set_defaults(func=run_train)
 
