@@ -140,6 +140,11 @@ def read_chunk(
         raise Reject("scan_ids must be a list of integers", requeue=False)
     forgiven = int(forgiven_claims) + int(self.request.retries)
     try:
+        load_classifier()
+    except BadInput as exc:  # configuration, not the scans: claim nothing, try again later
+        logger.error("read_chunk %s: the digit model cannot be loaded: %s", scan_ids, exc)
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+    try:
         engine = get_engine(worker_database_url())
         with engine.connect() as connection:
             try:

@@ -153,3 +153,70 @@ def test_stalled_and_failed_scans_are_reset_for_retry(database_url: str, tmp_pat
         assert state[ids[1]] == state[ids[2]] == ("registered", 0)
     finally:
         held.close()
+
+
+def _reading(mesa: str, model_version: str, values: list[int]):
+    """A pipeline TelegramReading with one POSITIVO cell per value plus NULO and TOTAL."""
+    import numpy as np
+
+    from pipeline.read import CellReading, HeaderValue, TelegramReading
+
+    def cell(votos_tipo, agrupacion_id, lista_numero, value):
+        return CellReading(
+            cargo_id=1, votos_tipo=votos_tipo, agrupacion_id=agrupacion_id,
+            lista_numero=lista_numero, row_key=f"{votos_tipo}-{agrupacion_id}", value=value,
+            confidence=0.97, flags=[], digits=str(value), digit_confidences=[0.97],
+            digit_probs=np.full((1, 11), 0.01), box=(1, 2, 3, 4),
+        )  # fmt: skip
+
+    cells = [cell("POSITIVO", 10 + n, "", value) for n, value in enumerate(values)]
+    cells += [cell("NULO", None, None, 1), cell("TOTAL", None, None, sum(values) + 1)]
+    header = {"sobres": HeaderValue(sum(values) + 1, 0.9, []), "votantes": HeaderValue(None, 0.2)}
+    return TelegramReading("scan.png", mesa, "arg-2019-paso-caba", 0.95, None, header, cells,
+                           model_version)  # fmt: skip
+
+
+def test_saving_a_reading_twice_keeps_one_row_per_cell_and_a_new_model_becomes_current(
+    database_url: str, tmp_path: Path
+) -> None:
+    [scan_id] = _register(database_url, _files(tmp_path, 1))
+    engine = get_engine(database_url)
+
+    def read_and_save(reading) -> None:
+        with engine.connect() as connection:
+            [claimed] = scans.claim_scans(connection, [scan_id], max_claims=9).claimed
+            with connection.begin():
+                scans.save_readings(connection, [(claimed, reading)], "arg-2019-paso-caba")
+            scans.release_scans(connection, [scan_id])
+            assert connection.execute(text("SELECT status FROM scan")).scalar_one() == "done"
+            connection.execute(text("UPDATE scan SET status = 'queued'"))  # read it again
+            connection.commit()
+
+    read_and_save(_reading("0101400000X", "paper@1", [5, 7]))
+    read_and_save(_reading("0101400000X", "paper@1", [5, 8]))  # same model: replaced in place
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT r.model_version, r.is_current, r.sobres, r.votantes, c.votos_tipo, "
+                "c.agrupacion_id, c.lista_numero, c.value FROM recognition r "
+                "JOIN cell_reading c ON c.recognition_id = r.id ORDER BY c.votos_tipo, c.value"
+            )
+        ).all()
+    assert [(r.votos_tipo, r.agrupacion_id, r.lista_numero, r.value) for r in rows] == [
+        ("NULO", None, None, 1), ("POSITIVO", 10, "", 5), ("POSITIVO", 11, "", 8),
+        ("TOTAL", None, None, 14),
+    ]  # fmt: skip
+    assert {(r.model_version, r.is_current, r.sobres, r.votantes) for r in rows} == {
+        ("paper@1", True, 14, None)
+    }
+
+    read_and_save(_reading("0101400000X", "default@2", [5, 8]))
+    with engine.connect() as connection:
+        recognitions = connection.execute(
+            text("SELECT model_version, is_current FROM recognition ORDER BY id")
+        ).all()
+        cells = connection.execute(text("SELECT count(*) FROM cell_reading")).scalar_one()
+        mesa_code = connection.execute(text("SELECT mesa_code FROM scan")).scalar_one()
+    assert [tuple(r) for r in recognitions] == [("paper@1", False), ("default@2", True)]
+    assert cells == 8
+    assert mesa_code == "0101400000X"

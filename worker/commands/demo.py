@@ -22,10 +22,12 @@ from pathlib import Path
 from sqlalchemy import text
 from tqdm import tqdm
 
+from db import scans
 from db.importer import import_results
 from db.migrate import upgrade
 from db.session import get_engine
 from pipeline.errors import BadInput, EscrutinioError
+from pipeline.model import resolve_model
 from worker.embedded import broker_url, database_url
 from worker.settings import PROJECT_ROOT, get_settings
 
@@ -105,9 +107,22 @@ def stop_worker(process: subprocess.Popen) -> None:
         pass
 
 
-def _wait_for_scans(db: str, total: int, worker: subprocess.Popen, log: Path, timeout: float):
-    from db import scans
+def _wait_until_ready(worker: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Until the worker logs "ready." (its processes have loaded the model)."""
+    offset = log.stat().st_size if log.exists() else 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log, "rb") as stream:
+            stream.seek(offset)
+            if b" ready." in stream.read():
+                return
+        if worker.poll() is not None:
+            raise EscrutinioError(f"the worker exited with {worker.returncode}; see {log}")
+        time.sleep(0.5)
+    raise EscrutinioError(f"the worker was not ready after {timeout:.0f} s; see {log}")
 
+
+def _wait_for_scans(db: str, total: int, worker: subprocess.Popen, log: Path, timeout: float):
     engine = get_engine(db)
     deadline = time.monotonic() + timeout
     with tqdm(total=total, unit=" scans", desc="read") as bar:
@@ -127,8 +142,8 @@ def _wait_for_scans(db: str, total: int, worker: subprocess.Popen, log: Path, ti
             time.sleep(0.5)
 
 
-def _truth(outdir: Path) -> dict[tuple, int]:
-    """The true counts of the synthetic telegrams by natural key."""
+def _truth(outdir: Path) -> dict[tuple, int | None]:
+    """The true counts of the synthetic telegrams by natural key (None: an empty cell)."""
     truth = {}
     with open(outdir / "truth.csv", newline="", encoding="utf-8") as stream:
         for row in csv.DictReader(stream):
@@ -140,7 +155,8 @@ def _truth(outdir: Path) -> dict[tuple, int]:
                 int(row["agrupacion_id"]) if positive else None,
                 row["lista_numero"] if positive else None,
             )
-            truth[key] = int(row["votos_cantidad"])
+            count = row["votos_cantidad"].strip()
+            truth[key] = int(count) if count else None  # "": nothing written in the cell
     return truth
 
 
@@ -229,7 +245,7 @@ def _print_report(report: dict[str, object], db: str) -> None:
     print(f"scans: {scans.get('done', 0)} done, {scans.get('failed', 0)} failed")
     print(
         f"speed: {report['scans_per_second']} scans/s "
-        f"({report['seconds']} s from enqueue to the last reading)"
+        f"({report['seconds']} s from enqueue to the last reading, worker already running)"
     )
     print(f"cells read: {report['cells_read']} (column totals not counted)")
     print(f"accuracy against the true counts: {report['accuracy_vs_truth']}")
@@ -261,6 +277,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from worker.queueing import register_files, send_pending
 
     settings = get_settings()
+    resolve_model(str(settings.model_path or settings.model))  # a missing model stops us here
     outdir = args.outdir or settings.state_dir / "demo" / f"seed{args.seed}-n{args.count}"
     with (
         database_url(settings.database_url, settings.state_dir, keep=True) as db,
@@ -275,12 +292,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"typed results imported: {stats.rows_read} rows")
         log = settings.state_dir / "demo-worker.log"
         worker = start_worker(db, broker, args.workers, log)
-        print(f"worker started ({args.workers} processes, log {log})")
         try:
+            _wait_until_ready(worker, log, timeout=600)
+            print(f"worker ready ({args.workers} processes, log {log})")
             started = time.monotonic()
             files = sorted((outdir / "scans").iterdir())
             if register_files(engine, files, DEMO_FORM) == 0:
-                print("these scans were registered by an earlier run: reporting its results")
+                print("these scans were registered by an earlier run: failed ones are retried")
+            with engine.begin() as connection:
+                scans.reset_for_retry(connection)
             app = make_app(settings, broker)
             try:
                 send_pending(engine, app, broker, settings.chunk_size)
