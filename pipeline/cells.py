@@ -10,13 +10,14 @@ cell's ruled lines are within a pixel or two of where the template puts them. Fo
    interpolation between the pixels just outside it, column by column (row by row): paper
    where the line crossed paper, ink where a pen stroke crossed the line. So strokes that cross
    a line keep their pixels, and the line is gone;
-3. ``keep_own_ink``: ink pieces (8-connected) belong to the cell when at least half of their
+3. ``normalise_strokes``: every pen stroke scaled to full strength, paper made white, grey
+   printing (halftone fills) removed, so a light digit next to a pressed one is not lost;
+4. ``keep_own_ink``: ink pieces (8-connected) belong to the cell when at least half of their
    pixels lie inside the cell's box; pieces mostly outside (a neighbour's digit reaching in,
    printed text of the next cell) are painted over with paper, except that the part inside
    of a piece spanning half the cell's height is kept (this cell's digit touching a
-   neighbour's). Light grey printing (NO USAR
-   halftone, faint headings) is below the ink threshold and drops out with it;
-4. ``classify_cell``: ``NO_USAR`` (the template's grey cells), ``EMPTY`` (no ink piece as
+   neighbour's);
+5. ``classify_cell``: ``NO_USAR`` (the template's grey cells), ``EMPTY`` (no ink piece as
    large as a small digit stroke) or ``WRITTEN``.
 
 Ink thresholds are those of the segmentation (``pipeline.segment.ink_map`` / ``ink_mask``), so
@@ -39,6 +40,13 @@ MARGIN_Y = 0.3  # cut this share of the cell's height above and below it
 MARGIN_X = 0.08  # ... and of its width left and right
 MIN_OWN_SHARE = 0.5  # a piece of ink belongs to the cell with this share of its pixels inside
 PAPER = 255
+FAINT_INK = 12  # grey levels below the paper where a light pen stroke may start
+FAINT_PEAK = 28  # ... and that a stroke's strong pixels must reach (noise does not)
+FAINT_SIGMAS = 3.5  # the same two levels in robust standard deviations of the paper's noise
+PEAK_SIGMAS = 6.0
+STROKE_INK = 200  # a normalised stroke's strong pixels (a pressed ballpoint)
+MAX_GAIN = 5.0
+PRINT_GREY_PEAK = 110  # a solid area paler than this is halftone printing
 
 PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -197,10 +205,54 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     return np.ascontiguousarray(transposed.T)
 
 
+def normalise_strokes(image: np.ndarray) -> np.ndarray:
+    """Pen strokes at full strength, paper white, grey printing gone: (h, w) uint8 -> same.
+
+    A ballpoint's trace varies: at 150-200 dpi a thin or light stroke scans 30-60 grey levels
+    below the paper while a pressed one reaches 200, and an ink threshold relative to the
+    strongest stroke (what segmentation uses) would drop the light digit of a number. Here
+    the ink (paper level = the crop's median, lightly smoothed to bridge one-pixel gaps) is
+    cut into pieces at a low threshold set by the paper's noise (``FAINT_SIGMAS`` robust
+    standard deviations, at least ``FAINT_INK``); every piece reaching ``PEAK_SIGMAS`` (at
+    least ``FAINT_PEAK``) is scaled so that its strong pixels reach ``STROKE_INK``, its 1 px
+    rim with it. Wide solid pieces of low contrast (a grey halftone fill) are printing and
+    are removed, as is noise.
+    """
+    grey = image.astype(np.float32)
+    paper = float(np.median(grey))
+    noise = 1.4826 * float(np.median(np.abs(grey - paper)))
+    ink = cv2.GaussianBlur(np.clip(paper - grey, 0, 255), (3, 3), 0.7)
+    low_level = max(FAINT_INK, FAINT_SIGMAS * noise)
+    peak_level = max(FAINT_PEAK, PEAK_SIGMAS * noise)
+    low = ink >= low_level
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(low.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.full(image.shape, PAPER, np.uint8)
+    flat = labels.ravel()
+    values = ink.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(count + 1))
+    gains = np.zeros(count, np.float32)
+    for label in range(1, count):
+        members = values[order[bounds[label] : bounds[label + 1]]]
+        peak = float(np.percentile(members, 90))
+        if peak < peak_level or members.size < 3:
+            continue  # scanner noise
+        w = stats[label, cv2.CC_STAT_WIDTH]
+        h = stats[label, cv2.CC_STAT_HEIGHT]
+        solid = members.size / max(1, w * h)
+        if solid > 0.6 and members.size > 0.05 * ink.size and peak < PRINT_GREY_PEAK:
+            continue  # a grey halftone area: printing, not writing
+        gains[label] = min(MAX_GAIN, max(1.0, STROKE_INK / peak))
+    gain = cv2.dilate(gains[labels], np.ones((3, 3), np.uint8))  # the rim goes with its stroke
+    strong = np.clip(ink * gain, 0, 255)
+    return (PAPER - strong).astype(np.uint8)
+
+
 def keep_own_ink(image: np.ndarray, cell: PixelBox) -> tuple[np.ndarray, np.ndarray]:
     """Paint over the ink pieces that are mostly outside the cell.
 
-    image: (h, w) uint8 crop without ruled lines; cell: the cell's box in it.
+    image: (h, w) uint8 crop without ruled lines (strokes normalised); cell: its box in it.
     Returns (cleaned (h, w) uint8, own ink mask (h, w) bool).
     """
     mask = ink_mask(ink_map(image))
@@ -289,7 +341,7 @@ def cut_cells(
         if spot.no_usar or crop.size == 0:
             out.append(CellCrop(spot, crop, crop_box, cell, CellKind.NO_USAR))
             continue
-        clean = remove_ruled_lines(crop, cell, line_px)
+        clean = normalise_strokes(remove_ruled_lines(crop, cell, line_px))
         clean, own = keep_own_ink(clean, cell)
         kind = classify_cell(own, cell, False)
         out.append(CellCrop(spot, clean, crop_box, cell, kind))

@@ -306,7 +306,8 @@ class PageFields:
 
     page: RegisteredPage
     crops: list[CellCrop]
-    segmentations: dict[str, CellSegmentation]  # by field name, WRITTEN fields only
+    # by field name, WRITTEN fields only; None where segmentation failed
+    segmentations: dict[str, CellSegmentation | None]
 
 
 def register_scan(
@@ -326,11 +327,17 @@ def cut_fields(page: RegisteredPage, template: FormTemplate) -> list[CellCrop]:
     return cut_cells(page.region, template, page.dpi, page.origin)
 
 
-def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation]:
-    """Digit pieces of every WRITTEN field (segment_cell), by field name."""
-    return {
-        crop.spot.name: segment_cell(crop.image) for crop in crops if crop.kind == CellKind.WRITTEN
-    }
+def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation | None]:
+    """Digit pieces of every WRITTEN field (segment_cell), by field name. A field whose
+    segmentation fails maps to None (read as ILLEGIBLE: one odd cell must not lose the page)."""
+    out: dict[str, CellSegmentation | None] = {}
+    for crop in crops:
+        if crop.kind == CellKind.WRITTEN:
+            try:
+                out[crop.spot.name] = segment_cell(crop.image)
+            except Exception:  # noqa: BLE001 - any failure on one cell is that cell's problem
+                out[crop.spot.name] = None
+    return out
 
 
 class _BatchedDigits:
@@ -384,6 +391,8 @@ def classify_digits(
     batch = _BatchedDigits()
     for page in pages:
         for segmentation in page.segmentations.values():
+            if segmentation is None:
+                continue
             for piece in segmentation.pieces:
                 for option in piece.options:
                     for crop in option:
@@ -391,23 +400,27 @@ def classify_digits(
     batch.classify_all(classifier)
     chosen = []
     for page in pages:
-        names = list(page.segmentations)
+        names = [n for n, seg in page.segmentations.items() if seg is not None]
         picked = choose_splits(
             [page.segmentations[n] for n in names], batch.classify, batch.reframe
         )
-        chosen.append(dict(zip(names, picked, strict=True)))
+        page_chosen: dict[str, CellSegmentation | None] = dict.fromkeys(page.segmentations)
+        page_chosen.update(zip(names, picked, strict=True))
+        chosen.append(page_chosen)
     return chosen, batch
 
 
 @dataclass(frozen=True)
 class PageDetails:
-    """A read page's intermediate results (for debug views): the registered region, the
-    cleaned fields, the chosen segmentations and the batch holding the digit probabilities."""
+    """A read page's intermediate results (for debug views and benchmarks): the registered
+    region, the cleaned fields, the chosen segmentations, the batch holding the digit
+    probabilities, and each field's reading before the sum rules (by field name)."""
 
     page: RegisteredPage
     crops: list[CellCrop]
-    segmentations: dict[str, CellSegmentation]
+    segmentations: dict[str, CellSegmentation | None]
     batch: _BatchedDigits
+    before_rules: dict[str, NumberReading]
 
     def digit_probs(self, crop: DigitCrop) -> np.ndarray:
         return self.batch.probs_of(crop)
@@ -419,7 +432,7 @@ def _empty_probs(num_classes: int) -> np.ndarray:
 
 def decode_fields(
     crops: Sequence[CellCrop],
-    segmentations: dict[str, CellSegmentation],
+    segmentations: dict[str, CellSegmentation | None],
     batch: _BatchedDigits,
     num_classes: int,
 ) -> dict[str, NumberReading]:
@@ -427,17 +440,21 @@ def decode_fields(
     readings: dict[str, NumberReading] = {}
     header_parts: dict[str, list[np.ndarray]] = {}
     header_struck: dict[str, bool] = {}
+    failed: set[str] = set()
     for crop in crops:
         name = crop.spot.name
         if crop.kind == CellKind.NO_USAR:
             continue
+        parts = name.split(":")
+        field_name = f"header:{parts[1]}" if parts[0] == "header" else name
+        if name in segmentations and segmentations[name] is None:
+            failed.add(field_name)  # segmentation failed on this field: unreadable
         segmentation = segmentations.get(name)
         digits = segmentation.digits if segmentation is not None else []
         probs = (
             np.stack([batch.probs_of(d) for d in digits]) if digits else _empty_probs(num_classes)
         )
         struck = bool(segmentation is not None and segmentation.struck_through)
-        parts = name.split(":")
         if parts[0] == "header" and len(parts) == 3:  # one digit box of a header value
             header_parts.setdefault(parts[1], []).append(probs)
             header_struck[parts[1]] = header_struck.get(parts[1], False) or struck
@@ -447,6 +464,10 @@ def decode_fields(
         probs = np.concatenate(parts) if parts else _empty_probs(num_classes)
         readings[f"header:{field_name}"] = decode_number(
             probs, struck_through=header_struck[field_name]
+        )
+    for field_name in failed:
+        readings[field_name] = NumberReading(
+            None, None, 0.0, _empty_probs(num_classes), (), frozenset({Flag.ILLEGIBLE})
         )
     return readings
 
@@ -625,10 +646,12 @@ def read_telegrams(
             continue
         segmentations = chosen[good_index]
         good_index += 1
+        detail = PageDetails(page.page, page.crops, segmentations, batch, {})
         if details is not None:
-            details.append(PageDetails(page.page, page.crops, segmentations, batch))
+            details.append(detail)
         try:
             readings = decode_fields(page.crops, segmentations, batch, num_classes)
+            detail.before_rules.update(readings)
             readings = apply_rules(readings, template)
             results.append(
                 assemble_reading(names[index], mesas[index], template, page.page, readings, version)
