@@ -142,7 +142,9 @@ def first_mesa_number(seed: int, count: int) -> int:
     if count > MAX_MESA_NUMBER:
         raise BadInput(f"--count must be at most {MAX_MESA_NUMBER} (mesa numbers have 5 digits)")
     rng = np.random.default_rng([seed, 2**31])
-    return 1 + int(rng.integers(0, MAX_MESA_NUMBER - count + 1))
+    # Districts have thousands of mesas, not 99,999: start low unless the dataset is large.
+    highest_start = max(20_000 - count, 1) if count <= 20_000 else MAX_MESA_NUMBER - count + 1
+    return 1 + int(rng.integers(0, highest_start))
 
 
 @dataclass(frozen=True)
@@ -407,8 +409,11 @@ def _init_worker(config: SynthConfig) -> None:
     _STATE["first"] = first_mesa_number(config.seed, config.count)
 
 
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-    if fmt == "png":
+def _encode(image: np.ndarray, fmt: str, bilevel: bool = False) -> bytes:
+    """The scan as file bytes; a 1-bit scan (0/255) is stored as a 1-bit PNG."""
+    if fmt == "png" and bilevel:
+        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    elif fmt == "png":
         ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     elif fmt == "jpeg":
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -431,7 +436,8 @@ def _make_one(index: int) -> _TelegramRecord:
     )
     identity = telegram.identity
     filename = f"{identity.mesa_code}.{FORMATS[config.fmt]}"
-    (config.outdir / "scans" / filename).write_bytes(_encode(telegram.image, config.fmt))
+    scan_bytes = _encode(telegram.image, config.fmt, bilevel=telegram.scan.mode == "bw")
+    (config.outdir / "scans" / filename).write_bytes(scan_bytes)
 
     official = {
         key: value
