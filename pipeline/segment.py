@@ -581,23 +581,27 @@ def choose_splits(
 
     classify: (N, 28, 28) uint8 -> (N, C) probabilities (C = 10, or 11 with "not a digit").
     reframe: digit crop -> (28, 28) uint8; default ``pipeline.reframe.reframe_digit``.
-    All candidate digits of all cells go through ``classify`` in ONE batch. An option's score is
+    All distinct candidate digits of all cells go through ``reframe`` (in order, once each) and
+    then ``classify`` in ONE batch. An option's score is
     the sum of its digits' log best-digit probability plus its geometric log prior; the best
     option becomes option 0 and is the only one kept, its softmax share of the scores is the
     piece's ``confidence``. Unambiguous cells are returned as is.
     """
     reframe = reframe or _default_reframe()
+    unique: dict[int, int] = {}  # id(crop) -> row in the batch (options share part crops)
     crops: list[DigitCrop] = []
     for segmentation in segmentations:
         for piece in segmentation.pieces:
             if piece.ambiguous:
                 for option in piece.options:
-                    crops.extend(option)
+                    for crop in option:
+                        if id(crop) not in unique:
+                            unique[id(crop)] = len(crops)
+                            crops.append(crop)
     if not crops:
         return list(segmentations)
     frames = np.stack([reframe(crop.image) for crop in crops])
     scores = digit_score(np.asarray(classify(frames)))
-    position = 0
     chosen = []
     for segmentation in segmentations:
         pieces = []
@@ -605,10 +609,10 @@ def choose_splits(
             if not piece.ambiguous:
                 pieces.append(piece)
                 continue
-            option_scores = []
-            for option, prior in zip(piece.options, piece.log_priors, strict=True):
-                option_scores.append(float(scores[position : position + len(option)].sum()) + prior)
-                position += len(option)
+            option_scores = [
+                float(sum(scores[unique[id(crop)]] for crop in option)) + prior
+                for option, prior in zip(piece.options, piece.log_priors, strict=True)
+            ]
             weights = np.exp(np.array(option_scores) - max(option_scores))
             best = int(np.argmax(option_scores))
             pieces.append(
