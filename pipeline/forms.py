@@ -134,6 +134,7 @@ class Row:
     y0: float
     y1: float
     label: tuple[str, ...] = ()
+    share: float | None = None  # expected share of the votes (synthetic data), lists only
 
 
 @dataclass(frozen=True)
@@ -422,7 +423,8 @@ def parse_template(data: Any) -> FormTemplate:
          "columns": [{"cargo_id": int, "cargo_nombre": str, "title": str, "x0": n, "x1": n}],
          "rows": [{"votos_tipo": str, "agrupacion_id": int (POSITIVO only),
                    "agrupacion_nombre": str, "lista_numero": str, "lista_nombre": str,
-                   "y0": n, "y1": n, "label": [str, ...], "no_usar": [cargo_id, ...]}],
+                   "y0": n, "y1": n, "label": [str, ...], "no_usar": [cargo_id, ...],
+                   "share": number 0..1 (optional; typical vote share, for synthetic counts)}],
          "header": {"digit_boxes": int, "votantes": box, "sobres": box,
                     "diferencia": box, "barcode": box, "mesa_code": box, ...other boxes},
          "frames": [box, ...], "rules": [{"x0","y0","x1","y1","width"}],
@@ -526,6 +528,7 @@ def parse_template(data: Any) -> FormTemplate:
             y0=_unit(r, "y0", where),
             y1=_unit(r, "y1", where),
             label=tuple(_str_list(_list(r, "label", where, []), f"{where}.label")),
+            share=_unit(r, "share", where) if r.get("share") is not None else None,
         )
         if positive and not row.agrupacion_nombre:
             raise _fail(f"{where}.agrupacion_nombre", "a POSITIVO row must name its party")
@@ -651,6 +654,7 @@ class PartySpec:
     lista_nombre: str = ""
     label: tuple[str, ...] = ()
     no_usar: tuple[int, ...] = ()  # cargo ids it does not run for (grey cells)
+    share: float | None = None  # typical share of the votes, for synthetic counts
 
 
 def with_parties(
@@ -698,6 +702,7 @@ def with_parties(
                 y0=y,
                 y1=y + party_height,
                 label=tuple(label),
+                share=party.share,
             )
         )
         no_usar.update((key, c) for c in party.no_usar)

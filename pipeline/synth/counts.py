@@ -36,16 +36,21 @@ class MesaCounts:
 
 
 def party_popularity(template: FormTemplate) -> dict[str, float]:
-    """Fixed, heavy-tailed popularity of each list of a template (a few large, many small).
+    """Expected share of the positive votes of each list of a template (sums to 1).
 
-    Derived from a hash of the template name, so every mesa of a dataset shares the same
-    political landscape and mesas differ around it.
+    The template's ``share`` of each list where given (lists without one get a small
+    share); otherwise a fixed, heavy-tailed draw (a few large lists, many small ones) seeded
+    by the template name, so every mesa of a dataset shares the same political landscape and
+    mesas vary around it.
     """
-    seed = int.from_bytes(hashlib.sha256(template.name.encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
     rows = template.party_rows
-    weights = np.exp(rng.normal(0.0, 1.6, size=len(rows)))
-    weights /= weights.sum()
+    if any(row.share is not None for row in rows):
+        weights = np.array([row.share if row.share is not None else 0.003 for row in rows])
+    else:
+        seed = int.from_bytes(hashlib.sha256(template.name.encode()).digest()[:8], "little")
+        weights = np.exp(np.random.default_rng(seed).normal(0.0, 1.6, size=len(rows)))
+    weights = np.maximum(weights, 0.001)
+    weights = weights / weights.sum()
     return {row.key: float(w) for row, w in zip(rows, weights, strict=True)}
 
 

@@ -174,6 +174,7 @@ def _break(data: dict, path: list, value) -> dict:
         (["rows", 3, "votos_tipo"], "PROPIO", "rows[3].votos_tipo"),
         (["rows", 0, "no_usar"], [99], "rows[0].no_usar[0]"),
         (["rows", 0, "y1"], 1.5, "rows[0].y1"),
+        (["rows", 2, "share"], 1.5, "rows[2].share"),
         (["header", "votantes"], [0.5, 0.2, 0.4, 0.3], "header.votantes"),
         (["header", "sobres"], KeyError, "header.sobres"),
         (["election", "eleccion_tipo"], "INTERNA", "election.eleccion_tipo"),

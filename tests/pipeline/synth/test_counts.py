@@ -49,3 +49,17 @@ def test_small_parties_often_get_zero_to_three_and_mesas_differ() -> None:
     assert len(leaders) > 1
     blanks = [v for m in mesas for (key, _), v in m.counts.items() if key == "EN BLANCO"]
     assert np.mean(blanks) < 0.1 * np.mean([m.sobres for m in mesas])
+
+
+def test_the_template_shares_drive_the_counts() -> None:
+    template = load_template("arg-2023-general")
+    rng = np.random.default_rng(2)
+    mesas = [generate_counts(template, rng) for _ in range(40)]
+    president = template.columns[0].cargo_id
+
+    def mean_votes(key: str) -> float:
+        return float(np.mean([m.counts[(key, president)] for m in mesas]))
+
+    by_share = sorted(template.party_rows, key=lambda row: row.share)
+    means = [mean_votes(row.key) for row in by_share]
+    assert means[0] < means[-1] and means[-1] > 0.25 * np.mean([m.sobres for m in mesas])
