@@ -355,7 +355,7 @@ class CellVerdict(Base):
             postgresql_nulls_not_distinct=True,
         ),
         CheckConstraint(_in("verdict", tuple(Verdict)), name="verdict"),
-        Index("ix_cell_verdict_verdict", "verdict"),
+        Index("ix_cell_verdict_not_match", "verdict", postgresql_where=text("verdict <> 'MATCH'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -41,6 +41,9 @@ from pipeline.decode import REVIEW_FLAGS
 
 #: Key of the advisory lock that serialises reconciliation runs.
 RECONCILE_LOCK_ID = 0x7265636F
+#: Memory per sort/hash of a run: a full run of a million cells joins in memory instead of
+#: spilling sorts to disk.
+WORK_MEM = "128MB"
 
 _BATCH = """
 CREATE TEMP TABLE rc_batch (mesa_code varchar(32) PRIMARY KEY) ON COMMIT DROP
@@ -73,37 +76,35 @@ _STEPS = [
        FROM v_current_recognition cur JOIN rc_batch b ON b.mesa_code = cur.mesa_code""",
     ),
     (
-        "rc_reading",
-        """SELECT c.id, rr.mesa_code, c.cargo_id, c.votos_tipo,
-              CASE WHEN c.votos_tipo = 'POSITIVO' THEN c.agrupacion_id END AS agrupacion_id,
-              CASE WHEN c.votos_tipo = 'POSITIVO' THEN coalesce(c.lista_numero, '') END
-                  AS lista_numero,
-              c.value, c.confidence, c.flags, c.digits
-       FROM rc_recognition rr JOIN cell_reading c ON c.recognition_id = rr.recognition_id""",
-    ),
-    (
-        "rc_manual",
-        """SELECT e.id, rm.mesa_code, o.cargo_id, e.votos_tipo, p.agrupacion_id,
-              CASE WHEN e.votos_tipo = 'POSITIVO' THEN coalesce(pl.lista_numero, '') END
-                  AS lista_numero,
-              e.votos_cantidad
-       FROM rc_mesa rm
-       JOIN manual_entry e ON e.mesa_id = rm.mesa_id
-       JOIN office o ON o.id = e.office_id
-       LEFT JOIN party_list pl ON pl.id = e.list_id
-       LEFT JOIN party p ON p.id = pl.party_id""",
-    ),
-    (
         "rc_verdict",
-        """WITH reading_column AS (
+        """WITH reading AS MATERIALIZED (
+              SELECT c.id, rr.mesa_code, c.cargo_id, c.votos_tipo,
+                     CASE WHEN c.votos_tipo = 'POSITIVO' THEN c.agrupacion_id END
+                         AS agrupacion_id,
+                     CASE WHEN c.votos_tipo = 'POSITIVO' THEN coalesce(c.lista_numero, '') END
+                         AS lista_numero,
+                     c.value, c.confidence, c.flags, c.digits
+              FROM rc_recognition rr
+              JOIN cell_reading c ON c.recognition_id = rr.recognition_id
+          ), manual AS MATERIALIZED (
+              SELECT e.id, rm.mesa_code, o.cargo_id, e.votos_tipo, p.agrupacion_id,
+                     CASE WHEN e.votos_tipo = 'POSITIVO' THEN coalesce(pl.lista_numero, '') END
+                         AS lista_numero,
+                     e.votos_cantidad
+              FROM rc_mesa rm
+              JOIN manual_entry e ON e.mesa_id = rm.mesa_id
+              JOIN office o ON o.id = e.office_id
+              LEFT JOIN party_list pl ON pl.id = e.list_id
+              LEFT JOIN party p ON p.id = pl.party_id
+          ), reading_column AS (
               SELECT mesa_code, cargo_id,
                      sum(value) FILTER (WHERE votos_tipo <> 'TOTAL') AS column_sum,
                      count(*) FILTER (WHERE votos_tipo <> 'TOTAL' AND value IS NULL) AS unread,
                      max(value) FILTER (WHERE votos_tipo = 'TOTAL') AS column_total
-              FROM rc_reading GROUP BY mesa_code, cargo_id
+              FROM reading GROUP BY mesa_code, cargo_id
           ), manual_column AS (
               SELECT mesa_code, cargo_id, sum(votos_cantidad) AS column_sum
-              FROM rc_manual GROUP BY mesa_code, cargo_id
+              FROM manual GROUP BY mesa_code, cargo_id
           ), cell AS (
               SELECT coalesce(r.mesa_code, m.mesa_code) AS mesa_code,
                      coalesce(r.cargo_id, m.cargo_id) AS cargo_id,
@@ -114,8 +115,8 @@ _STEPS = [
                      r.id AS cell_reading_id, r.value AS reading_value,
                      r.confidence AS reading_confidence,
                      coalesce(r.flags, '{}') AS reading_flags, r.digits AS reading_digits
-              FROM (SELECT * FROM rc_reading WHERE votos_tipo <> 'TOTAL') r
-              FULL JOIN rc_manual m
+              FROM (SELECT * FROM reading WHERE votos_tipo <> 'TOTAL') r
+              FULL JOIN manual m
                 ON m.mesa_code = r.mesa_code AND m.cargo_id = r.cargo_id
                AND m.votos_tipo = r.votos_tipo
                AND coalesce(m.agrupacion_id, -1) = coalesce(r.agrupacion_id, -1)
@@ -156,10 +157,10 @@ _STEPS = [
     ),
 ]
 
-#: Temp tables the planner needs statistics of: the small per-mesa ones, and the two whose
-#: sizes decide between index probes (a few dirty mesas) and hash joins (a full run). The
-#: others it sizes from their pages well enough; ANALYZE samples at most 30,000 rows.
-_ANALYZED = {"rc_mesa", "rc_recognition", "rc_verdict", "rc_existing"}
+#: Temp tables the planner needs statistics of: the small per-mesa ones, and the stored
+#: verdicts, whose size decides between index probes (a few dirty mesas) and hash joins (a
+#: full run). rc_verdict it sizes from its pages well enough (ANALYZE of it costs ~1 s).
+_ANALYZED = {"rc_mesa", "rc_recognition", "rc_existing"}
 
 _KEY_MATCH = """n.mesa_code = v.mesa_code AND n.cargo_id = v.cargo_id
         AND n.votos_tipo = v.votos_tipo
@@ -248,6 +249,7 @@ def reconcile_on(
         ).scalar_one()
         if not locked:
             return ReconcileStats(full=full, skipped=True)
+    connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     connection.execute(text(_BATCH))
     for statement in _TAKE_ALL if full else [_TAKE_DIRTY]:
         connection.execute(text(statement))
