@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     show.add_argument("--dpi", type=int, default=200, help="resolution of --render (200)")
     show.set_defaults(func=run_show)
+    register_detect(actions)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -75,4 +76,83 @@ def run_show(args: argparse.Namespace) -> int:
         if not cv2.imwrite(str(args.render), render_form(template, args.dpi)):
             raise BadInput(f"{args.render}: cannot write the image (unknown extension?)")
         print(f"blank form written to {args.render}")
+    return 0
+
+
+# ---- forms detect (issue 5 item 9; pipeline.grid) ------------------------------------------
+
+
+def register_detect(actions: argparse._SubParsersAction) -> None:
+    """``forms detect REFERENCE_SCAN --rows ROWS.csv --columns COLS.csv --out NAME.json``."""
+    detect = actions.add_parser(
+        "detect", help="build a template from a reference scan's table grid and named rows/columns"
+    )
+    detect.add_argument("scan", type=Path, metavar="REFERENCE_SCAN")
+    detect.add_argument(
+        "--rows",
+        type=Path,
+        required=True,
+        metavar="ROWS.csv",
+        help="votos_tipo,agrupacion_id,agrupacion_nombre,lista_numero,"
+        "lista_nombre[,label][,no_usar] (top to bottom)",
+    )
+    detect.add_argument(
+        "--columns",
+        type=Path,
+        required=True,
+        metavar="COLS.csv",
+        help="cargo_id,cargo_nombre[,title] (office columns, left to right)",
+    )
+    detect.add_argument("--out", type=Path, required=True, metavar="NAME.json")
+    detect.add_argument(
+        "--header-from",
+        default="arg-2019-paso-caba",
+        metavar="TEMPLATE",
+        help="template whose header boxes and election the new one copies",
+    )
+    detect.add_argument(
+        "--compare",
+        metavar="TEMPLATE",
+        help="print how far the detected grid is from this template's",
+    )
+    detect.set_defaults(func=run_detect)
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.grid import (
+        build_template,
+        compare_templates,
+        detect_grid,
+        read_columns_csv,
+        read_rows_csv,
+    )
+    from pipeline.read import load_scan
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    image = load_scan(args.scan, settings.max_scan_bytes, settings.max_scan_pixels)
+    rows = read_rows_csv(args.rows)
+    columns = read_columns_csv(args.columns)
+    grid = detect_grid(image)
+    name = args.out.stem
+    data, template = build_template(grid, rows, columns, name, load_template(args.header_from))
+    try:
+        args.out.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"{args.out}: cannot write ({exc.strerror or exc})") from exc
+    print(
+        f"{args.out}: {len(grid.horizontal)} horizontal and {len(grid.vertical)} vertical lines, "
+        f"{len(template.rows)} rows x {len(template.columns)} columns, "
+        f"{len(template.no_usar)} NO USAR cells"
+    )
+    if args.compare:
+        differences = compare_templates(template, load_template(args.compare))
+        print(
+            f"compared with {args.compare}: table box {differences['table_box']:.5f}, "
+            f"row lines {differences['row_lines']:.5f}, column lines "
+            f"{differences['column_lines']:.5f} (page-relative, largest), "
+            f"{int(differences['no_usar_differences'])} NO USAR cells differ"
+        )
     return 0
