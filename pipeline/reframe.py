@@ -100,9 +100,12 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
             f"digit image {grey.shape[1]}x{grey.shape[0]} has no ink "
             f"(contrast {top:.0f} < {MIN_CONTRAST} grey levels)"
         )
-    # Paper grain and scanner noise: whatever the border shows above its median is not ink.
-    noise = float(np.percentile(_border(ink), 98)) if min(ink.shape) > 2 else 0.0
-    floor = max(INK_FLOOR * top, 1.5 * noise)
+    # Paper grain and scanner noise: what the border's background pixels show above their
+    # median is not ink. Border pixels brighter than half the ink are ink touching the edge.
+    border = _border(ink) if min(ink.shape) > 2 else np.zeros(0, np.float32)
+    background = border[border < 0.5 * top]
+    noise = float(np.percentile(background, 98)) if background.size else 0.0
+    floor = min(max(INK_FLOOR * top, 1.5 * noise), 0.35 * top)
     ink[ink <= floor] = 0.0
     if not ink.any():
         raise BadInput(
