@@ -394,12 +394,17 @@ class ReconcileDirtyMesa(Base):
     """A mesa whose readings or manual entries changed since the last reconciliation.
 
     Filled by statement-level triggers on scan, recognition, cell_reading, mesa and
-    manual_entry (migration 0002); emptied by ``db.reconcile.reconcile``.
+    manual_entry (migration 0002); a reconciliation run deletes the marks it has read
+    (unchanged ``mark``) when it commits.
     """
 
     __tablename__ = "reconcile_dirty_mesa"
 
     mesa_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: A new number from ``reconcile_mark_seq`` at every marking.
+    mark: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('reconcile_mark_seq')")
+    )
     marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -24,7 +24,8 @@ Per cell, the first rule that applies:
 
 Everything is set-based SQL over temporary tables, in one transaction per run. Incremental
 runs take the mesas marked in ``reconcile_dirty_mesa`` (triggers mark every mesa whose scans,
-readings, header or manual entries change); ``full=True`` takes every known mesa. Verdict rows
+readings, header or manual entries change) and clear, at commit, the marks they read;
+``full=True`` takes every known mesa. Verdict rows
 are upserted only when something in them changed and removed when their cell disappeared, so
 running twice changes nothing. Runs are serialised with an advisory lock.
 """
@@ -46,20 +47,26 @@ RECONCILE_LOCK_ID = 0x7265636F
 WORK_MEM = "128MB"
 
 _BATCH = """
-CREATE TEMP TABLE rc_batch (mesa_code varchar(32) PRIMARY KEY) ON COMMIT DROP
+CREATE TEMP TABLE rc_batch (mesa_code varchar(32) PRIMARY KEY, mark bigint) ON COMMIT DROP
 """
-_TAKE_DIRTY = """
-WITH taken AS (DELETE FROM reconcile_dirty_mesa RETURNING mesa_code)
-INSERT INTO rc_batch SELECT mesa_code FROM taken
+# The marks are read, not deleted: deleting them here would make every writer marking one
+# of these mesas wait until the run commits.
+_TAKE_DIRTY = "INSERT INTO rc_batch SELECT mesa_code, mark FROM reconcile_dirty_mesa"
+_TAKE_ALL = """
+INSERT INTO rc_batch
+SELECT known.mesa_code, dirty.mark
+FROM (SELECT mesa_code FROM mesa
+      UNION SELECT mesa_code FROM scan WHERE mesa_code IS NOT NULL
+      UNION SELECT mesa_code FROM recognition WHERE mesa_code IS NOT NULL
+      UNION SELECT mesa_code FROM cell_verdict
+      UNION SELECT mesa_code FROM reconcile_dirty_mesa) known
+LEFT JOIN reconcile_dirty_mesa dirty ON dirty.mesa_code = known.mesa_code
 """
-_TAKE_ALL = [
-    "DELETE FROM reconcile_dirty_mesa",
-    """INSERT INTO rc_batch
-       SELECT mesa_code FROM mesa
-       UNION SELECT mesa_code FROM scan WHERE mesa_code IS NOT NULL
-       UNION SELECT mesa_code FROM recognition WHERE mesa_code IS NOT NULL
-       UNION SELECT mesa_code FROM cell_verdict""",
-]
+# Marks set again since they were read (a new mark) stay for the next run.
+_CLEAR_MARKS = """
+DELETE FROM reconcile_dirty_mesa d USING rc_batch b
+WHERE d.mesa_code = b.mesa_code AND d.mark = b.mark
+"""
 
 # Natural keys normalised to the convention: POSITIVO carries agrupacion_id and lista_numero
 # ("" when none), other vote types carry neither.
@@ -251,8 +258,7 @@ def reconcile_on(
             return ReconcileStats(full=full, skipped=True)
     connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     connection.execute(text(_BATCH))
-    for statement in _TAKE_ALL if full else [_TAKE_DIRTY]:
-        connection.execute(text(statement))
+    connection.execute(text(_TAKE_ALL if full else _TAKE_DIRTY))
     mesas = connection.execute(text("SELECT count(*) FROM rc_batch")).scalar_one()
     if mesas == 0:
         connection.execute(text("DROP TABLE rc_batch"))
@@ -267,6 +273,7 @@ def reconcile_on(
     deleted = connection.execute(text(_DELETE_STALE)).rowcount
     updated = connection.execute(text(_UPDATE_CHANGED)).rowcount
     inserted = connection.execute(text(_INSERT_NEW)).rowcount
+    connection.execute(text(_CLEAR_MARKS))
     for table, _ in reversed([*_STEPS, _EXISTING]):
         connection.execute(text(f"DROP TABLE {table}"))
     connection.execute(text("DROP TABLE rc_batch"))

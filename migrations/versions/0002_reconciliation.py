@@ -3,7 +3,9 @@
 - ``reconcile_dirty_mesa``: mesa codes whose readings, scans, header or manual entries changed
   since the last reconciliation. Statement-level triggers with transition tables fill it (one
   set-based INSERT per statement, whatever the number of rows written), so every writer
-  (importer, workers, psql) is covered without having to remember to mark anything.
+  (importer, workers, psql) is covered without having to remember to mark anything. Each
+  marking draws a new ``mark`` from a sequence; a run clears only the marks it read, so a
+  mesa marked again while the run works stays dirty, and writers never wait for a run.
 - ``reconcile_run``: one row per reconciliation run (what it touched, how long it took).
 - ``cell_verdict``: more evidence (reading flags/digits, the column's TOTAL cell, header
   sobres read and official, whether each column satisfies the sum rule, the mesa, scan and
@@ -46,12 +48,12 @@ _FUNCTIONS = [
          IF TG_OP IN ('INSERT', 'UPDATE') THEN
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT mesa_code FROM new_rows WHERE mesa_code IS NOT NULL
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          IF TG_OP IN ('UPDATE', 'DELETE') THEN
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT mesa_code FROM old_rows WHERE mesa_code IS NOT NULL
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          RETURN NULL;
        END $$""",
@@ -62,13 +64,13 @@ _FUNCTIONS = [
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT mesa_code FROM new_rows
            WHERE mesa_code IS NOT NULL AND status = 'done'
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          IF TG_OP IN ('UPDATE', 'DELETE') THEN
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT mesa_code FROM old_rows
            WHERE mesa_code IS NOT NULL AND status = 'done'
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          RETURN NULL;
        END $$""",
@@ -78,13 +80,13 @@ _FUNCTIONS = [
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT m.mesa_code FROM (SELECT DISTINCT mesa_id FROM new_rows) n
            JOIN mesa m ON m.id = n.mesa_id
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          IF TG_OP IN ('UPDATE', 'DELETE') THEN
            INSERT INTO reconcile_dirty_mesa (mesa_code)
            SELECT DISTINCT m.mesa_code FROM (SELECT DISTINCT mesa_id FROM old_rows) o
            JOIN mesa m ON m.id = o.mesa_id
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (mesa_code) DO UPDATE SET mark = EXCLUDED.mark, marked_at = now();
          END IF;
          RETURN NULL;
        END $$""",
@@ -248,9 +250,16 @@ _VIEWS += [
 
 
 def upgrade() -> None:
+    op.execute("CREATE SEQUENCE reconcile_mark_seq")
     op.create_table(
         "reconcile_dirty_mesa",
         sa.Column("mesa_code", sa.String(length=32), nullable=False),
+        sa.Column(
+            "mark",
+            sa.BigInteger(),
+            server_default=sa.text("nextval('reconcile_mark_seq')"),
+            nullable=False,
+        ),
         sa.Column(
             "marked_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
         ),
@@ -406,3 +415,4 @@ def downgrade() -> None:
     op.drop_table("reviewed_value")
     op.drop_table("reconcile_run")
     op.drop_table("reconcile_dirty_mesa")
+    op.execute("DROP SEQUENCE reconcile_mark_seq")

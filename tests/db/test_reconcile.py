@@ -206,3 +206,48 @@ def test_a_run_is_recorded(database_url, tmp_path):
     with get_engine(database_url).connect() as connection:
         run = connection.execute(text("SELECT * FROM reconcile_run")).mappings().one()
     assert (run["full_run"], run["mesas"], run["cells"], run["inserted"]) == (False, 1, 5, 5)
+
+
+def test_a_mesa_marked_again_during_a_run_stays_dirty_for_the_next(database_url, tmp_path):
+    import threading
+    import time
+
+    import_typed(database_url, tmp_path / "r.csv", {MESA: {1: COLUMN_275}})
+    add_reading(database_url, MESA, {1: COLUMN_275}, sobres=275)  # MESA is dirty (committed)
+    retype = text(
+        """UPDATE manual_entry SET votos_cantidad = 21
+           WHERE votos_cantidad = 121"""
+    )
+    engine = get_engine(database_url)
+    writer = engine.connect()
+    writer.begin()
+    writer.execute(retype)  # marks MESA again; not committed: the run cannot see it
+    result = {}
+    run = threading.Thread(target=lambda: result.update(stats=reconcile(database_url)))
+    run.start()
+    try:
+        # The run reads the older mark, computes, then waits on the writer's row to clear it.
+        deadline = time.monotonic() + 30
+        with engine.connect() as probe:
+            while time.monotonic() < deadline:
+                waiting = probe.execute(
+                    text("""SELECT count(*) FROM pg_stat_activity
+                            WHERE wait_event_type = 'Lock' AND datname = current_database()""")
+                ).scalar()
+                if waiting:
+                    break
+                time.sleep(0.05)
+        assert waiting, "the run never reached the marks"
+    finally:
+        writer.commit()
+        writer.close()
+        run.join(30)
+
+    assert result["stats"].mesas == 1
+    assert set(_only(database_url).values()) == {"MATCH"}  # computed before the retyping
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT mesa_code FROM reconcile_dirty_mesa")).all() == [
+            (MESA,)
+        ]
+    reconcile(database_url)
+    assert _only(database_url)[key(MESA, 1, 0)] == "MANUAL_SUSPECT"
