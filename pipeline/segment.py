@@ -442,6 +442,7 @@ def _stroke_width(ink: np.ndarray) -> float:
 CROSSING_PENALTY = 1.5
 SPLIT_PENALTY = 1.0
 MAX_OPTIONS = 6
+OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option
 
 
 def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
@@ -450,8 +451,8 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
     Cut candidates are the least-ink seams through the piece (``_seams``); every combination of
     up to MAX_SPLIT - 1 of them is an option, scored by a geometric log prior: digit count given
     the width/height ratio, penalties for cuts crossing more than one stroke or running along
-    one (``_cut_ink_log_prior``), and the parts' shapes. The MAX_OPTIONS best are kept;
-    option 0 is the best.
+    one (``_cut_ink_log_prior``), and the parts' shapes. The MAX_OPTIONS best within
+    OPTION_MARGIN of the best are kept; option 0 is the best.
     Pieces narrower than 0.5 of their height are one digit.
     """
     height, width = piece_ink.shape
@@ -461,7 +462,8 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
     scored: list[tuple[float, tuple[DigitCrop, ...]]] = [
         (_count_log_prior(aspect, 1) + _shape_log_prior([whole], height), (whole,))
     ]
-    if aspect >= 0.5:
+    best_split = max(_count_log_prior(aspect, n) for n in range(2, MAX_SPLIT + 1))
+    if aspect >= 0.5 and best_split >= scored[0][0] - OPTION_MARGIN:
         paths = _seams(piece_ink, 5)
         stroke = _stroke_width(piece_ink)
         cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke) for p in paths]
@@ -493,7 +495,9 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
                 )
                 scored.append((prior, crops))
     scored.sort(key=lambda item: -item[0])
-    kept = scored[:MAX_OPTIONS]
+    # An option this far below the best cannot win unless the classifier all but rejects the
+    # best (digit probability < e^-5 = 0.7%): not worth classifying.
+    kept = [item for item in scored[:MAX_OPTIONS] if item[0] >= scored[0][0] - OPTION_MARGIN]
     return Piece(
         options=tuple(crops for _, crops in kept),
         log_priors=tuple(prior for prior, _ in kept),
