@@ -37,6 +37,10 @@ READ_QUEUE = "read"
 RECONCILE_QUEUE = "reconcile"
 #: The application_name of the workers' PostgreSQL sessions (visible in pg_stat_activity).
 WORKER_APPLICATION_NAME = "escrutinio-worker"
+#: Logged by each pool process once its model is loaded (tests and benchmarks wait for it).
+MODEL_LOADED_MESSAGE = "digit model loaded in pool process"
+#: Set by the worker's main process for its pool: how many processes share the cores.
+POOL_PROCESSES_VARIABLE = "ESCRUTINIO_POOL_PROCESSES"
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +135,11 @@ app = make_app()
 
 @signals.worker_init.connect
 def _check_broker(sender=None, **_kwargs) -> None:
-    """Refuse to start on a non-Redis broker (Celery's amqp:// default when no URL was found)."""
+    """Refuse to start on a non-Redis broker (Celery's amqp:// default when no URL was found);
+    tell the pool processes how many they are (they share the cores out)."""
+    concurrency = getattr(sender, "concurrency", None)
+    if concurrency:
+        os.environ[POOL_PROCESSES_VARIABLE] = str(concurrency)
     url = str(app.conf.broker_url or "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         from worker.embedded import ServiceError
@@ -147,9 +155,13 @@ def _init_worker_process(**_kwargs) -> None:
     from db.session import dispose_after_fork
 
     dispose_after_fork()
-    from worker.tasks import load_classifier
+    import cv2
 
+    from worker.tasks import load_classifier, threads_per_process
+
+    cv2.setNumThreads(threads_per_process())  # no oversubscription with several processes
     try:
-        load_classifier()
+        classifier = load_classifier()
+        logger.info("%s %d: %s", MODEL_LOADED_MESSAGE, os.getpid(), classifier.version)
     except Exception:  # the task reports it per chunk; the process must still come up
         logger.exception("could not load the digit model in worker process %d", os.getpid())

@@ -35,7 +35,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from db import scans
 from db.session import get_engine
 from pipeline.errors import BadInput
-from worker.celery_app import WORKER_APPLICATION_NAME, app, resolve_database_url
+from worker.celery_app import (
+    POOL_PROCESSES_VARIABLE,
+    WORKER_APPLICATION_NAME,
+    app,
+    resolve_database_url,
+)
 from worker.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -70,17 +75,21 @@ def worker_database_url() -> str:
     return parsed.update_query_dict(extra).render_as_string(hide_password=False)
 
 
+def threads_per_process() -> int:
+    """CPU threads each pool process may use: the cores shared out among the pool."""
+    processes = int(os.environ.get(POOL_PROCESSES_VARIABLE) or os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 def load_classifier():
     """The process's digit classifier (loaded once per worker process, after the fork)."""
     from pipeline.model import get_classifier
 
     settings = get_settings()
-    concurrency = int(app.conf.worker_concurrency or os.cpu_count() or 1)
-    threads = settings.intra_op_threads or max(1, (os.cpu_count() or 1) // concurrency)
     return get_classifier(
         str(settings.model_path or settings.model),
         device=settings.device,
-        intra_op_threads=threads,
+        intra_op_threads=settings.intra_op_threads or threads_per_process(),
         inter_op_threads=settings.inter_op_threads or 1,
     )
 

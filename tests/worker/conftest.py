@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from db.session import get_engine
 from tests.conftest import _scratch_database
+from worker.celery_app import MODEL_LOADED_MESSAGE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FORM = "arg-2019-paso-caba"
@@ -88,9 +89,11 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path, concurrency: int = 1, queues: str = "read"):
         self.env, self.log, self.concurrency, self.queues = env, log, concurrency, queues
         self.process: subprocess.Popen | None = None
+        self.loaded_before = 0
 
     def start(self, ready_timeout: float = 180) -> WorkerProcess:
         name = f"{self.log.stem}-{time.monotonic_ns()}@%h"
+        self.loaded_before = self.read_log().count(MODEL_LOADED_MESSAGE)
         command = [
             sys.executable, "-m", "celery", "-A", "worker", "worker",
             "--queues", self.queues, "--concurrency", str(self.concurrency),
@@ -113,7 +116,9 @@ class WorkerProcess:
         assert self.process is not None
         if self.process.poll() is not None:
             pytest.fail(f"worker exited with {self.process.returncode}:\n{self.read_log()}")
-        return " ready." in self.read_log() and len(self.children()) >= self.concurrency
+        log = self.read_log()
+        loaded = log.count(MODEL_LOADED_MESSAGE) - self.loaded_before
+        return " ready." in log and loaded >= self.concurrency
 
     def read_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -107,15 +107,21 @@ def stop_worker(process: subprocess.Popen) -> None:
         pass
 
 
-def _wait_until_ready(worker: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Until the worker logs "ready." (its processes have loaded the model)."""
-    offset = log.stat().st_size if log.exists() else 0
+def _wait_until_ready(
+    worker: subprocess.Popen, log: Path, offset: int, processes: int, timeout: float
+) -> None:
+    """Until the worker is ready and each pool process has loaded the model."""
+    from worker.celery_app import MODEL_LOADED_MESSAGE
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log, "rb") as stream:
             stream.seek(offset)
-            if b" ready." in stream.read():
-                return
+            text_so_far = stream.read()
+        if b" ready." in text_so_far and (
+            text_so_far.count(MODEL_LOADED_MESSAGE.encode()) >= processes
+        ):
+            return
         if worker.poll() is not None:
             raise EscrutinioError(f"the worker exited with {worker.returncode}; see {log}")
         time.sleep(0.5)
@@ -291,9 +297,10 @@ def run_demo(args: argparse.Namespace) -> int:
             stats = import_results(connection, [outdir / "results.csv"])
         print(f"typed results imported: {stats.rows_read} rows")
         log = settings.state_dir / "demo-worker.log"
+        offset = log.stat().st_size if log.exists() else 0
         worker = start_worker(db, broker, args.workers, log)
         try:
-            _wait_until_ready(worker, log, timeout=600)
+            _wait_until_ready(worker, log, offset, args.workers, timeout=600)
             print(f"worker ready ({args.workers} processes, log {log})")
             started = time.monotonic()
             files = sorted((outdir / "scans").iterdir())
