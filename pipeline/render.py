@@ -186,8 +186,12 @@ def _draw_table_text(page: np.ndarray, template: FormTemplate, dpi: float) -> No
 
 
 def _span(centre: float, thickness: int) -> tuple[int, int]:
-    """Integer pixel range ``[a, b)`` of a line of ``thickness`` px centred on ``centre``."""
-    start = int(np.floor(centre - thickness / 2 + 0.5))
+    """Integer pixel range ``[a, b)`` of a line of ``thickness`` px centred on ``centre``.
+
+    Pixel ``i`` is centred on coordinate ``i``, so the range's centre ``a + (thickness - 1) / 2``
+    is within half a pixel of ``centre``.
+    """
+    start = int(np.floor(centre - (thickness - 1) / 2 + 0.5))
     return start, start + thickness
 
 

@@ -196,15 +196,19 @@ def generate_telegram(
     rng: np.random.Generator,
     mesa_number: int,
     quality: str = "typical",
+    scan_params: ScanParams | None = None,
 ) -> SyntheticTelegram:
     """Fill in and scan one telegram of ``template`` for mesa ``mesa_number``.
 
     Everything random is drawn from ``rng`` (counts, writer, scan), so the same generator
-    state gives the same telegram.
+    state gives the same telegram. ``scan_params`` replaces the ``quality`` preset's random
+    scan (e.g. a known rotation to test registration; see
+    :class:`~pipeline.synth.degrade.ScanParams`, built with ``dataclasses.replace`` on a
+    preset draw).
     """
     identity = mesa_identity(template, mesa_number)
     counts = generate_counts(template, rng)
-    scan = sample_scan_params(quality, rng)
+    scan = sample_scan_params(quality, rng) if scan_params is None else scan_params
     page = blank_page(template, scan.dpi)
     height, width = page.shape[:2]
     draw_identity(

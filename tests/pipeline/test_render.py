@@ -9,7 +9,7 @@ from pipeline.forms import list_templates, load_template
 from pipeline.render import draw_identity, render_form
 
 DPI = 200
-TOLERANCE_PX = 1.0
+TOLERANCE_PX = 0.5 + 1e-6  # lines are drawn on whole pixels: within half a pixel
 
 
 def _dark_runs(profile: np.ndarray) -> list[float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +17,14 @@ from pipeline.synth.writer import generate_telegram, mesa_identity, telegram_rng
 @pytest.fixture(scope="module")
 def bank():
     return load_digit_bank(FIXTURE_MNIST)
+
+
+def _peak_centre(profile: np.ndarray, window: np.ndarray) -> float:
+    """Sub-pixel centre of the darkest line in ``window``: centroid of +-2 px around the max."""
+    top = int(window[np.argmax(profile[window])])
+    around = np.arange(top - 2, top + 3)
+    weights = profile[around] - profile[window].min()
+    return float((around * weights).sum() / weights.sum())
 
 
 @pytest.mark.parametrize("quality", QUALITIES)
@@ -36,16 +46,19 @@ def test_the_reported_homography_maps_the_template_onto_the_scan(bank, quality: 
     for y in template.horizontal_lines():
         centre = y * height
         window = np.arange(int(centre) - 6, int(centre) + 7)
-        peak = window[np.argmax(profile[window])]
+        peak = _peak_centre(profile, window)
         assert abs(peak - centre) <= 1.5, (quality, y, peak, centre)
-        assert profile[peak] > 2 * np.median(profile[window])  # a real line, not noise
+    # Negative control: halfway between two ruled lines the rectified scan is lighter.
+    for row in template.rows:
+        middle = profile[int((row.y0 + row.y1) / 2 * height)]
+        assert middle < profile[int(round(row.y0 * height))], (quality, row.key)
     y0 = int(template.rows[0].y0 * height) + 5
     y1 = int(template.table.y1 * height) - 5
     profile = darkness[y0:y1].mean(axis=0)
     for x in template.vertical_lines():
         centre = x * width
         window = np.arange(int(centre) - 6, int(centre) + 7)
-        peak = window[np.argmax(profile[window])]
+        peak = _peak_centre(profile, window)
         assert abs(peak - centre) <= 1.5, (quality, x, peak, centre)
 
 
@@ -88,3 +101,17 @@ def test_presets_stay_within_their_stated_ranges() -> None:
             assert p.mode in ("colour", "grey", "bw")
     with pytest.raises(ValueError, match="quality"):
         sample_scan_params("awful", rng)
+
+
+def test_explicit_scan_parameters_give_the_homography_they_describe(bank) -> None:
+    template = load_template("arg-2023-general")
+    preset = sample_scan_params("clean", np.random.default_rng(0))
+    params = replace(preset, rotation_deg=2.0, shift=(0.01, -0.02), scale=1.0, dpi=100)
+    telegram = generate_telegram(template, bank, telegram_rng(0, 0), 5, scan_params=params)
+    width, height = template.page_size_px(100)
+    assert telegram.image.shape[:2] == (height, width)
+    centre = telegram.homography @ np.array([0.5, 0.5, 1.0])
+    assert centre[:2] / centre[2] == pytest.approx([0.51 * width, 0.48 * height], abs=0.01)
+    corner = telegram.homography @ np.array([1.0, 0.5, 1.0])
+    dx, dy = corner[:2] / corner[2] - centre[:2] / centre[2]
+    assert np.degrees(np.arctan2(dy, dx)) == pytest.approx(2.0, abs=1e-6)
