@@ -236,3 +236,13 @@ def test_illegible_cell_without_probabilities_cannot_be_checked():
     result = apply_sum_rule([illegible, reading("4")], reading("9"))
     assert result.flags == {Flag.SUM_MISMATCH}
     assert not math.isnan(result.posterior)
+
+
+def test_segmentation_doubt_lowers_the_confidence_and_keeps_ratios():
+    probs = probs_for("47", alternatives={1: {1: 0.2}})
+    sure = decode_number(probs)
+    doubtful = decode_number(probs, split_confidence=0.5)
+    assert doubtful.confidence == pytest.approx(0.5 * sure.confidence)
+    assert doubtful.value == sure.value
+    ratio = sure.alternatives[1][1] / sure.alternatives[0][1]
+    assert doubtful.alternatives[1][1] / doubtful.alternatives[0][1] == pytest.approx(ratio)

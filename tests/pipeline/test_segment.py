@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import BadInput
-from pipeline.segment import choose_split, segment_cell
+from pipeline.segment import choose_split, choose_splits, segment_cell
 from tests.pipeline.mnist_cells import compose, digit
 
 
@@ -178,3 +178,30 @@ def test_recognition_keeps_single_wide_digits_whole(classifier):
             cell, _ = compose([digit(label, index)], gaps=[])
             kept += len(choose_split(segment_cell(cell), classifier.predict_proba).digits) == 1
     assert kept >= 28
+
+
+def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
+    """One classify call for many cells; each distinct candidate crop reframed once."""
+    from pipeline.reframe import reframe_digit
+
+    cells = []
+    for index, (a, b) in enumerate([(3, 5), (2, 8), (4, 6), (0, 9)]):
+        cells.append(compose([digit(a, index), digit(b, index)], gaps=[-2])[0])
+        cells.append(compose([digit(a, index + 5)], gaps=[])[0])
+    segmentations = [segment_cell(cell) for cell in cells]
+    calls, reframed = [], []
+
+    def counting_classify(frames):
+        calls.append(len(frames))
+        return classifier.predict_proba(frames)
+
+    def counting_reframe(image):
+        reframed.append(id(image))
+        return reframe_digit(image)
+
+    chosen = choose_splits(segmentations, counting_classify, counting_reframe)
+    assert len(calls) == 1 and calls[0] == len(reframed) == len(set(reframed))
+    assert any(s.ambiguous for s in segmentations)
+    assert not any(s.ambiguous for s in chosen)
+    for segmentation in chosen:
+        assert 0.0 < segmentation.split_confidence <= 1.0
