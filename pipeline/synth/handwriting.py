@@ -9,7 +9,7 @@ composites a number into a cell of a colour page ``(H, W, 3)`` uint8 (BGR) in pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -289,7 +289,7 @@ def write_correction(
     """A corrected cell: ``wrong`` struck through on the left, ``right`` beside it."""
     x0, y0, x1, y1 = box_px
     split = x0 + int(0.45 * (x1 - x0))
-    small = WriterStyle(**{**style.__dict__, "height_frac": style.height_frac * 0.8})
+    small = replace(style, height_frac=style.height_frac * 0.8)
     bx0, by0, bx1, by1 = write_number(page, (x0, y0, split, y1), wrong, small, dpi, bank, rng, 0.0)
     thickness = max(1, int(round(style.stroke_mm / 25.4 * dpi)))
     alpha = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.float32)
