@@ -167,9 +167,11 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     """Rows (r0, r1) of a stroke crossing out the whole number, or None.
 
     A strike is a thin band of rows whose longest (gap-bridged) horizontal run covers >= 85%
-    of the ink's horizontal extent and is at least 0.9x the ink's height (longer than the
-    bar of a 7 or a 4, which are about half a digit's height), lying in the middle 20-80% of
-    the ink's height (a 5's flag, a 7's top or a 2's base are at the top or bottom).
+    of the ink's horizontal extent and is at least 1.1x the ink's height (longer than the
+    bar of a 7 or a 4, which are about half a digit's height, and than most single digits are
+    wide), lying in the middle 20-80% of the ink's height (a 5's flag, a 7's top or a 2's base
+    are at the top or bottom). A strike across a single narrow digit (a 1) is not told from
+    a 7's or 4's bar and is missed.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
@@ -178,7 +180,7 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     top, bottom = int(rows[0]), int(rows[-1]) + 1
     left, right = int(cols[0]), int(cols[-1]) + 1
     ink_h, ink_w = bottom - top, right - left
-    needed = max(0.85 * ink_w, 0.9 * ink_h)
+    needed = max(0.85 * ink_w, 1.1 * ink_h)
     if mask.sum(axis=1).max() < 0.7 * needed:  # no row holds enough ink for such a run
         return None
     lengths, _, _ = _longest_runs(mask, gap=max(1, ink_h // 15))
