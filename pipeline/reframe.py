@@ -64,23 +64,28 @@ def _border(image: np.ndarray) -> np.ndarray:
 
 
 def _background_level(grey: np.ndarray) -> float:
-    """Median of the border pixels: the background, even when the ink touches one edge."""
+    """The background's grey level.
+
+    Normally the median of the border pixels (right even when the ink touches one edge). When
+    the border is split between dark and light (a tight crop whose strokes run along the edges),
+    the median of the whole image: strokes cover less than half of a digit's crop.
+    """
     if min(grey.shape) <= 2:
         return float(np.median(grey))
-    return float(np.median(_border(grey)))
+    border = _border(grey)
+    light_share = float(np.mean(border > 127.5))
+    if 0.3 < light_share < 0.7:
+        return float(np.median(grey))
+    return float(np.median(border))
 
 
 def ink_is_dark(image: np.ndarray) -> bool:
     """True when the ink is darker than the background (pen on paper), False for white on black.
 
-    The background is the border's median grey; ink is what differs from it. When the border is
-    ambiguous (mid grey), the majority of pixels is taken as the background.
+    The background is the border's median grey (see ``_background_level``); ink is what
+    differs from it.
     """
-    grey = to_grey(image)
-    background = _background_level(grey)
-    if abs(background - 127.5) < 16:
-        background = float(np.median(grey))
-    return background > 127.5
+    return _background_level(to_grey(image)) > 127.5
 
 
 def ink_white_on_black(image: np.ndarray) -> np.ndarray:
@@ -89,9 +94,10 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
     Raises ``BadInput`` when no pixel stands ``MIN_CONTRAST`` levels out of the background.
     """
     grey = to_grey(image)
-    if ink_is_dark(image):
-        grey = 255.0 - grey
     background = _background_level(grey)
+    if background > 127.5:  # dark ink on light paper
+        grey = 255.0 - grey
+        background = 255.0 - background
     ink = grey - background
     np.maximum(ink, 0.0, out=ink)
     top = float(ink.max())

@@ -128,3 +128,12 @@ def test_paper_grain_does_not_count_as_ink():
     noisy_box = ink_box(reframe_digit(noisy))
     clean_box = ink_box(reframe_digit(clean))
     assert abs(noisy_box[0] - clean_box[0]) <= 1 and abs(noisy_box[1] - clean_box[1]) <= 1
+
+
+def test_ink_touching_the_crop_edge_is_not_mistaken_for_noise():
+    """A tight crop: the digit's strokes run along the border."""
+    crop = np.zeros((30, 20), np.uint8)
+    crop[:, :3] = 255  # a '1' filling the crop's left edge
+    crop[0, :] = 255  # and a bar along the top
+    frame = reframe_digit(crop)
+    assert ink_box(frame) == (20, round(20 * 20 / 30))  # the 30x20 aspect is kept
