@@ -191,7 +191,8 @@ def _glyph(
     ys, xs = np.nonzero(glyph > 10)
     if len(ys):
         glyph = glyph[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return glyph.astype(np.float32) / 255.0
+    # Ballpoint ink is opaque: only the stroke edges are soft, not the (resampled) strokes.
+    return np.minimum(glyph.astype(np.float32) * (1.6 / 255.0), 1.0)
 
 
 def render_number(
