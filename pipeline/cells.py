@@ -1,17 +1,20 @@
 """Cells: cut every value cell and header field out of a registered page, clean it, classify it.
 
 Input is a page already in the template's frame (``pipeline.register.warp_page``), so every
-cell's ruled lines are within a pixel or two of where the template puts them. For each cell:
+cell's ruled lines are within a pixel or two of where the template puts them. Stages
+(``cut_cells`` runs them all):
 
-1. ``cut_cell``: the cell's box plus a margin (digits overflow their cell: written off centre,
-   or crossing the ruled line), grey (h, w) uint8;
-2. ``remove_ruled_lines``: each of the cell's four ruled lines is located precisely near its
-   template position (the rows/columns whose mean darkness peaks) and replaced by a linear
-   interpolation between the pixels just outside it, column by column (row by row): paper
-   where the line crossed paper, ink where a pen stroke crossed the line. So strokes that cross
-   a line keep their pixels, and the line is gone;
-3. ``normalise_strokes``: every pen stroke scaled to full strength, paper made white, grey
-   printing (halftone fills) removed, so a light digit next to a pressed one is not lost;
+1. ``remove_ruled_lines``, cell by cell on a copy of the page: each of the cell's four ruled
+   lines is located precisely near its template position (the rows/columns whose mean
+   darkness peaks); its pale rim goes (dark rim pixels are a pen stroke along the line and
+   stay) and its core is replaced by a linear interpolation between the pixels on either
+   side, column by column (row by row): paper where the line crossed paper, ink where a pen
+   stroke crossed it. So strokes that cross a line keep their pixels, and the line is gone;
+2. ``normalise_strokes``, once for the page: every pen stroke scaled to full strength, paper
+   made white, grey printing (halftone fills) and noise removed, so a light digit next to a
+   pressed one is not lost; the ink pieces are labelled;
+3. ``cut_cell``: the cell's box plus a margin (digits overflow their cell: written off centre,
+   or crossing the ruled line);
 4. ``keep_own_ink``: ink pieces (8-connected) belong to the cell when at least half of their
    pixels lie inside the cell's box; pieces mostly outside (a neighbour's digit reaching in,
    printed text of the next cell) are painted over with paper, except that the part inside
@@ -19,9 +22,6 @@ cell's ruled lines are within a pixel or two of where the template puts them. Fo
    neighbour's);
 5. ``classify_cell``: ``NO_USAR`` (the template's grey cells), ``EMPTY`` (no ink piece as
    large as a small digit stroke) or ``WRITTEN``.
-
-Ink thresholds are those of the segmentation (``pipeline.segment.ink_map`` / ``ink_mask``), so
-what is ink here is ink there.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 
 from pipeline.forms import Box, FormTemplate
-from pipeline.segment import ink_map, ink_mask
 
 CELL_DPI = 150  # resolution of the registered page the cells are cut from
 MARGIN_Y = 0.3  # cut this share of the cell's height above and below it
@@ -46,7 +45,8 @@ FAINT_SIGMAS = 3.5  # the same two levels in robust standard deviations of the p
 PEAK_SIGMAS = 6.0
 STROKE_INK = 200  # a normalised stroke's strong pixels (a pressed ballpoint)
 MAX_GAIN = 5.0
-PRINT_GREY_PEAK = 110  # a solid area paler than this is halftone printing
+PRINT_GREY_PEAK = 110  # a piece paler than this and wide ...
+PRINT_MIN_WIDTH_MM = 14.0  # ... at least this wide (more than a written number) is printing
 
 PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -139,10 +139,10 @@ def cut_cell(
     return crop, (cx0, cy0, cx1, cy1), cell
 
 
-def _line_band(darkness: np.ndarray, expected: int, reach: int) -> tuple[int, int] | None:
-    """Rows [a, b) of the ruled line near row ``expected`` of a (h,) mean-darkness profile:
-    the peak within ``reach`` rows and its neighbours above half the peak. None if the peak
-    is too faint to be a line."""
+def _line_band(darkness: np.ndarray, expected: int, reach: int) -> tuple[int, int, float] | None:
+    """Rows [a, b) of the ruled line's core near row ``expected`` of a (h,) mean-darkness
+    profile (the peak within ``reach`` rows and its neighbours above half the peak), and the
+    line's darkness. None if the peak is too faint to be a line."""
     size = len(darkness)
     lo, hi = max(0, expected - reach), min(size, expected + reach + 1)
     if lo >= hi:
@@ -159,14 +159,26 @@ def _line_band(darkness: np.ndarray, expected: int, reach: int) -> tuple[int, in
         a -= 1
     while b < hi and darkness[b] >= half:
         b += 1
-    # one more pixel each side: the line's anti-aliased rim and a tilt of a pixel across the cell
-    return max(0, a - 1), min(size, b + 1)
+    return a, b, level - floor
 
 
-def _interpolate_band(image: np.ndarray, a: int, b: int) -> None:
-    """Replace rows [a, b) of (h, w) ``image`` in place by a linear blend of row a-1 and row b
-    (ink stays where a stroke crosses the band, paper where the band was only line)."""
+def _remove_band(image: np.ndarray, a: int, b: int, line_darkness: float) -> None:
+    """Remove a ruled line whose core is rows [a, b) of (h, w) ``image``, in place.
+
+    The rows just outside the core (the line's blurred rim) keep a pixel only where it and
+    the next pixel outward are both dark (at least 60% of the line's darkness): a pen stroke
+    running along the line; elsewhere the rim takes the next row out's value. The core is
+    then replaced by a linear blend of the rows on either side: ink where a stroke crosses
+    the line, paper where there was only line.
+    """
     height = image.shape[0]
+    pale_below = PAPER - 0.6 * line_darkness  # grey levels lighter than this are rim
+    if a >= 2:  # a rim pixel stays only if the stroke goes on outward (not line blur, specks)
+        rim = (image[a - 1] > pale_below) | (image[a - 2] > pale_below)
+        image[a - 1, rim] = image[a - 2, rim]
+    if b + 1 < height:
+        rim = (image[b] > pale_below) | (image[b + 1] > pale_below)
+        image[b, rim] = image[b + 1, rim]
     above = image[a - 1].astype(np.float32) if a > 0 else np.full(image.shape[1], PAPER, np.float32)
     below = (
         image[b].astype(np.float32) if b < height else np.full(image.shape[1], PAPER, np.float32)
@@ -181,8 +193,8 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     """Remove the cell's four ruled lines from ``crop`` (h, w) uint8 (a copy is returned).
 
     Each line is looked for within ``line_px + 3`` px of the template position, measured over
-    the cell's inside span only (so neighbouring cells' writing weighs little), then replaced
-    by interpolating across it (see the module docstring).
+    the cell's inside span only (so neighbouring cells' writing weighs little), then removed
+    by ``_remove_band`` (see the module docstring).
     """
     image = crop.copy()
     x0, y0, x1, y1 = cell
@@ -194,85 +206,111 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     for expected in (y0, y1):
         band = _line_band(rows_profile, expected, reach)
         if band is not None:
-            _interpolate_band(image, *band)
+            _remove_band(image, *band)
     darkness = PAPER - image.astype(np.float32)
     cols_profile = darkness[max(0, y0 + inset_y) : max(1, y1 - inset_y), :].mean(axis=0)
     transposed = image.T.copy()
     for expected in (x0, x1):
         band = _line_band(cols_profile, expected, reach)
         if band is not None:
-            _interpolate_band(transposed, *band)
+            _remove_band(transposed, *band)
     return np.ascontiguousarray(transposed.T)
 
 
-def normalise_strokes(image: np.ndarray) -> np.ndarray:
-    """Pen strokes at full strength, paper white, grey printing gone: (h, w) uint8 -> same.
+@dataclass(frozen=True)
+class StrokePage:
+    """A page (or region) with its pen strokes normalised (``normalise_strokes``).
+
+    image: (H, W) uint8, white paper, strokes at full strength, printing and noise removed;
+    labels: (H, W) int32 piece of ink of each pixel (0 = none); area: (n,) pixels per piece;
+    boxes: (n, 4) x, y, width, height of each piece.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    area: np.ndarray
+    boxes: np.ndarray
+
+
+def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
+    """Pen strokes at full strength, paper white, grey printing gone, over a whole page.
 
     A ballpoint's trace varies: at 150-200 dpi a thin or light stroke scans 30-60 grey levels
     below the paper while a pressed one reaches 200, and an ink threshold relative to the
     strongest stroke (what segmentation uses) would drop the light digit of a number. Here
-    the ink (paper level = the crop's median, lightly smoothed to bridge one-pixel gaps) is
-    cut into pieces at a low threshold set by the paper's noise (``FAINT_SIGMAS`` robust
-    standard deviations, at least ``FAINT_INK``); every piece reaching ``PEAK_SIGMAS`` (at
-    least ``FAINT_PEAK``) is scaled so that its strong pixels reach ``STROKE_INK``, its 1 px
-    rim with it. Wide solid pieces of low contrast (a grey halftone fill) are printing and
-    are removed, as is noise.
+    ink is measured against the local paper (a 7x7 maximum, smoothed: strokes are thinner
+    than that at ``CELL_DPI``; a large grey halftone fill is its own background and vanishes),
+    lightly smoothed to bridge one-pixel gaps, and cut into pieces at a low threshold set by
+    the paper's noise (``FAINT_SIGMAS`` robust standard deviations, at least ``FAINT_INK``).
+    Every piece reaching ``PEAK_SIGMAS`` (at least ``FAINT_PEAK``) is scaled so that its
+    strongest pixels reach ``STROKE_INK`` (gain at most ``MAX_GAIN``), its 1 px rim with it;
+    weaker pieces are noise and removed, and so are pale pieces wider than any number
+    (``PRINT_MIN_WIDTH_MM``: the edge of a grey halftone fill).
     """
-    grey = image.astype(np.float32)
-    paper = float(np.median(grey))
-    noise = 1.4826 * float(np.median(np.abs(grey - paper)))
-    ink = cv2.GaussianBlur(np.clip(paper - grey, 0, 255), (3, 3), 0.7)
-    low_level = max(FAINT_INK, FAINT_SIGMAS * noise)
-    peak_level = max(FAINT_PEAK, PEAK_SIGMAS * noise)
-    low = ink >= low_level
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(low.astype(np.uint8), connectivity=8)
+    kernel = np.ones((7, 7), np.uint8)
+    paper = cv2.blur(cv2.dilate(image, kernel), (7, 7)).astype(np.float32)
+    darkness = paper - image.astype(np.float32)
+    sample = darkness[::4, ::4]
+    baseline = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - baseline)))
+    ink = cv2.GaussianBlur(np.clip(darkness - baseline, 0, 255), (3, 3), 0.7)
+    low = ink >= max(FAINT_INK, FAINT_SIGMAS * noise)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        low.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    boxes = stats[:, :4].astype(np.int64)
     if count <= 1:
-        return np.full(image.shape, PAPER, np.uint8)
-    flat = labels.ravel()
-    values = ink.ravel()
-    order = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[order], np.arange(count + 1))
-    gains = np.zeros(count, np.float32)
-    for label in range(1, count):
-        members = values[order[bounds[label] : bounds[label + 1]]]
-        peak = float(np.percentile(members, 90))
-        if peak < peak_level or members.size < 3:
-            continue  # scanner noise
-        w = stats[label, cv2.CC_STAT_WIDTH]
-        h = stats[label, cv2.CC_STAT_HEIGHT]
-        solid = members.size / max(1, w * h)
-        if solid > 0.6 and members.size > 0.05 * ink.size and peak < PRINT_GREY_PEAK:
-            continue  # a grey halftone area: printing, not writing
-        gains[label] = min(MAX_GAIN, max(1.0, STROKE_INK / peak))
+        return StrokePage(np.full(image.shape, PAPER, np.uint8), labels, area, boxes)
+    where = np.flatnonzero(labels.ravel())
+    piece = labels.ravel()[where]
+    order = np.argsort(piece, kind="stable")
+    starts = np.searchsorted(piece[order], np.arange(1, count))
+    peaks = np.zeros(count, np.float32)
+    peaks[1:] = np.maximum.reduceat(ink.ravel()[where][order], starts)
+    gains = np.where(
+        peaks >= max(FAINT_PEAK, PEAK_SIGMAS * noise),
+        np.clip(STROKE_INK / np.maximum(peaks, 1.0), 1.0, MAX_GAIN),
+        0.0,
+    ).astype(np.float32)
+    gains[0] = 0.0
+    gains[area < 3] = 0.0
+    wide = boxes[:, 2] >= PRINT_MIN_WIDTH_MM / 25.4 * dpi
+    gains[wide & (peaks < PRINT_GREY_PEAK)] = 0.0
     gain = cv2.dilate(gains[labels], np.ones((3, 3), np.uint8))  # the rim goes with its stroke
     strong = np.clip(ink * gain, 0, 255)
-    return (PAPER - strong).astype(np.uint8)
+    labels = np.where(gains[labels] > 0, labels, 0).astype(np.int32)
+    return StrokePage((PAPER - strong).astype(np.uint8), labels, area, boxes)
 
 
-def keep_own_ink(image: np.ndarray, cell: PixelBox) -> tuple[np.ndarray, np.ndarray]:
-    """Paint over the ink pieces that are mostly outside the cell.
+def keep_own_ink(
+    strokes: StrokePage, crop_box: PixelBox, cell: PixelBox
+) -> tuple[np.ndarray, np.ndarray]:
+    """This cell's ink only: pieces mostly outside the cell are painted over with paper.
 
-    image: (h, w) uint8 crop without ruled lines (strokes normalised); cell: its box in it.
-    Returns (cleaned (h, w) uint8, own ink mask (h, w) bool).
+    crop_box: the crop in the stroke page's pixels; cell: the cell's box in crop pixels.
+    A piece belongs to the cell when ``MIN_OWN_SHARE`` of its pixels (on the whole page) lie
+    inside the cell's box; the part inside of a piece mostly outside is kept when it spans
+    half the cell's height (this cell's digit touching a neighbour's, or crossing a line).
+    Returns (cleaned crop (h, w) uint8, own ink mask (h, w) bool).
     """
-    mask = ink_mask(ink_map(image))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8
-    )
-    if count <= 1:
-        return image, mask
+    cx0, cy0, cx1, cy1 = crop_box
+    image = strokes.image[cy0:cy1, cx0:cx1]
+    labels = strokes.labels[cy0:cy1, cx0:cx1]
+    mask = labels > 0
+    if not mask.any():
+        return image.copy(), mask
     x0, y0, x1, y1 = cell
     inside = np.zeros(mask.shape, bool)
     inside[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
-    inside_counts = np.bincount(labels[inside & mask], minlength=count)
-    share = inside_counts / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    present, local = np.unique(labels[mask], return_inverse=True)
+    inside_counts = np.bincount(local, weights=inside[mask], minlength=len(present))
+    share = inside_counts / np.maximum(strokes.area[present], 1)
     keep = share >= MIN_OWN_SHARE
-    keep[0] = False
-    own = keep[labels] & mask
-    # A piece mostly outside whose part inside spans half the cell's height is this cell's
-    # digit touching a neighbour's: keep the part inside the cell (not the neighbour's).
-    for label in np.flatnonzero(~keep & (inside_counts > 0)):
-        if label == 0:
+    own_labels = set(present[keep].tolist())
+    own = np.isin(labels, present[keep]) if own_labels else np.zeros(mask.shape, bool)
+    for label, count in zip(present[~keep], inside_counts[~keep], strict=True):
+        if count <= 0:
             continue
         part = (labels == label) & inside
         rows = np.flatnonzero(part.any(axis=1))
@@ -280,9 +318,8 @@ def keep_own_ink(image: np.ndarray, cell: PixelBox) -> tuple[np.ndarray, np.ndar
             own |= part
     foreign = mask & ~own
     if not foreign.any():
-        return image, own
+        return image.copy(), own
     cleaned = image.copy()
-    # paint the foreign pieces and their anti-aliased rims with paper
     rim = cv2.dilate(foreign.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~own
     cleaned[rim] = PAPER
     return cleaned, own
@@ -320,29 +357,47 @@ def cut_cells(
     top-left pixel is page pixel ``origin``, as from ``warp_page(..., region=...)``).
     spots: the fields (default ``cell_spots(template)``). NO USAR cells are returned with kind
     NO_USAR and are not cleaned.
+
+    The ruled lines of every field are removed first (cell by cell, in place on a copy of the
+    page), then the strokes are normalised once for the whole page, then each field is cut
+    with its margin and keeps its own ink.
     """
     page_w, page_h = template.page_size_px(dpi)
     line_px = max(1.0, template.line_width_mm / 25.4 * dpi)
-    out = []
-    for spot in spots if spots is not None else cell_spots(template):
+    reach = int(np.ceil(line_px)) + 4
+    spots = spots if spots is not None else cell_spots(template)
+    clean = page.copy()
+    placed = []
+    for spot in spots:
         box = (
             spot.box.x0 * page_w - origin[0],
             spot.box.y0 * page_h - origin[1],
             spot.box.x1 * page_w - origin[0],
             spot.box.y1 * page_h - origin[1],
         )
+        placed.append((spot, box))
+        if spot.no_usar:
+            continue
+        x0, y0 = max(0, int(box[0]) - reach), max(0, int(box[1]) - reach)
+        x1 = min(clean.shape[1], int(np.ceil(box[2])) + reach)
+        y1 = min(clean.shape[0], int(np.ceil(box[3])) + reach)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        cell = (round(box[0]) - x0, round(box[1]) - y0, round(box[2]) - x0, round(box[3]) - y0)
+        clean[y0:y1, x0:x1] = remove_ruled_lines(clean[y0:y1, x0:x1], cell, line_px)
+    strokes = normalise_strokes(clean, dpi)
+    out = []
+    for spot, box in placed:
         crop, crop_box, cell = cut_cell(page, box, line_px)
-        crop_box = (
+        page_box = (
             crop_box[0] + origin[0],
             crop_box[1] + origin[1],
             crop_box[2] + origin[0],
             crop_box[3] + origin[1],
         )
         if spot.no_usar or crop.size == 0:
-            out.append(CellCrop(spot, crop, crop_box, cell, CellKind.NO_USAR))
+            out.append(CellCrop(spot, crop, page_box, cell, CellKind.NO_USAR))
             continue
-        clean = normalise_strokes(remove_ruled_lines(crop, cell, line_px))
-        clean, own = keep_own_ink(clean, cell)
-        kind = classify_cell(own, cell, False)
-        out.append(CellCrop(spot, clean, crop_box, cell, kind))
+        cleaned, own = keep_own_ink(strokes, crop_box, cell)
+        out.append(CellCrop(spot, cleaned, page_box, cell, classify_cell(own, cell, False)))
     return out
