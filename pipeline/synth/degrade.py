@@ -77,7 +77,8 @@ def sample_scan_params(quality: str, rng: np.random.Generator) -> ScanParams:
             white_point=int(rng.integers(225, 240)),
         )
     if quality == "typical":
-        mode = str(rng.choice(["colour", "grey", "bw"], p=[0.3, 0.35, 0.35]))
+        # Most telegram scans are grey or 1-bit (2023: 1-bit TIFF); colour (2019) is rarer.
+        mode = str(rng.choice(["colour", "grey", "bw"], p=[0.2, 0.35, 0.45]))
         return ScanParams(
             dpi=int(rng.choice([150, 200, 300], p=[0.3, 0.6, 0.1])),
             mode=mode,
