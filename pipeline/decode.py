@@ -196,6 +196,17 @@ def decode_number(
     if probs.shape[0] > max_digits:
         return NumberReading(None, None, 0.0, calibrated, (), frozenset(flags | {Flag.ILLEGIBLE}))
     raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated)]
+    return _reading(raw, calibrated, flags, calibration, low_confidence)
+
+
+def _reading(
+    raw: list[tuple[str, float]],
+    digit_probs: np.ndarray,
+    flags: set[Flag],
+    calibration: Calibration,
+    low_confidence: float,
+) -> NumberReading:
+    """NumberReading from raw (uncalibrated) string alternatives, best first."""
     best_raw = raw[0][1]
     confidence = calibration(best_raw) if best_raw > 0 else 0.0
     factor = confidence / best_raw if best_raw > 0 else 0.0
@@ -205,11 +216,75 @@ def decode_number(
         flags.add(Flag.EMPTY)
     if confidence < ILLEGIBLE_BELOW:
         flags.add(Flag.ILLEGIBLE)
-        return NumberReading(None, None, confidence, calibrated, alternatives, frozenset(flags))
+        return NumberReading(None, None, confidence, digit_probs, alternatives, frozenset(flags))
     if confidence < low_confidence:
         flags.add(Flag.LOW_CONFIDENCE)
     value = int(text) if text else 0
-    return NumberReading(value, text, confidence, calibrated, alternatives, frozenset(flags))
+    return NumberReading(value, text, confidence, digit_probs, alternatives, frozenset(flags))
+
+
+def decode_pieces(
+    pieces: Sequence[Sequence[tuple[float, np.ndarray]]],
+    *,
+    calibration: Calibration = IDENTITY,
+    temperature: float = DEFAULT_TEMPERATURE,
+    struck_through: bool = False,
+    low_confidence: float = LOW_CONFIDENCE,
+    max_digits: int = MAX_DIGITS,
+) -> NumberReading:
+    """Like ``decode_number`` when the segmentation was not sure how to cut some pieces.
+
+    pieces: left to right, per ink piece its split options as (probability of this cut,
+    (k_o, C) class probabilities of its digits), best cut first. The number's alternatives
+    then include readings with another cut (a different digit count), weighted by the cut's
+    probability, so the sum rule can also repair a wrong split. The best reading uses every
+    piece's best cut; digit_probs are those of the best cuts.
+    """
+    flags: set[Flag] = {Flag.STRUCK_THROUGH} if struck_through else set()
+    best = [np.asarray(options[0][1], np.float64) for options in pieces]
+    for probs in best:
+        if probs.ndim != 2 or probs.shape[1] not in (10, 11):
+            raise BadInput(f"digit probabilities must be (k, 10|11), got shape {probs.shape}")
+    classes = best[0].shape[1] if best else 10
+    digit_probs = calibrate(np.concatenate(best), temperature) if best else np.zeros((0, classes))
+    if not pieces:
+        return NumberReading(0, "", 1.0, digit_probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
+    if digit_probs.shape[0] > max_digits:
+        return NumberReading(None, None, 0.0, digit_probs, (), frozenset(flags | {Flag.ILLEGIBLE}))
+    per_piece = []
+    for options in pieces:
+        table: dict[str, float] = {}
+        for weight, probs in options:
+            calibrated = calibrate(np.asarray(probs, np.float64), temperature)
+            for text, p in string_alternatives(calibrated):
+                table[text] = table.get(text, 0.0) + weight * p
+        per_piece.append(sorted(table.items(), key=lambda item: -item[1])[:TOP_ALTERNATIVES])
+    totals: dict[str, float] = {}
+    for combo in itertools.product(*per_piece):
+        text = "".join(part for part, _ in combo)
+        totals[text] = totals.get(text, 0.0) + math.prod(p for _, p in combo)
+    raw = sorted(totals.items(), key=lambda item: -item[1])[:TOP_ALTERNATIVES]
+    return _reading(raw, digit_probs, flags, calibration, low_confidence)
+
+
+def decode_cell(segmentation, probs_of, **options) -> NumberReading:
+    """``decode_pieces`` for a ``pipeline.segment.CellSegmentation`` after ``choose_splits``.
+
+    probs_of: DigitCrop -> (C,) class probabilities (from the one batched classification).
+    Each piece's split options are weighted by ``Piece.weights`` (the classifier-checked cut
+    probabilities; a piece that was never ambiguous has one option of weight 1). options: as
+    ``decode_pieces`` (calibration, temperature, low_confidence, max_digits).
+    """
+    pieces = []
+    for piece in segmentation.pieces:
+        weights = piece.weights or (1.0,)
+        pieces.append(
+            [
+                (weight, np.stack([probs_of(crop) for crop in option]))
+                for weight, option in zip(weights, piece.options, strict=False)
+            ]
+        )
+    return decode_pieces(pieces, struck_through=segmentation.struck_through, **options)
 
 
 # --------------------------------------------------------------------------- calibration

@@ -23,9 +23,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from pipeline.decode import Calibration, NumberReading, calibration_for, decode_number
+from pipeline.decode import Calibration, NumberReading, calibration_for, decode_cell
 from pipeline.errors import BadInput
-from pipeline.segment import CellSegmentation, choose_splits, segment_cell
+from pipeline.segment import CellSegmentation, DigitCrop, choose_splits, segment_cell
 
 LABELS_FILE = "labels.csv"
 # Shares of the gaps between consecutive digits that touch (0-1 px) or overlap (1-2 px).
@@ -189,34 +189,39 @@ def read_numbers(
     calibration: Calibration | None = None,
     confidence_threshold: float | None = None,
 ) -> list[NumberResult]:
-    """Segment and read number images (each (H, W) uint8, dark ink on light) in two batched
-    classifier calls (split choice, then the chosen digits). calibration: None = the fitted
-    one of this classifier (``calibration_for``)."""
+    """Segment and read number images (each (H, W) uint8, dark ink on light).
+
+    Every candidate digit crop (all split options of all images) is reframed once and
+    classified in ONE ``predict_proba`` call; ``choose_splits`` and ``decode_cell`` then work
+    from those probabilities. calibration: None = the fitted one of this classifier
+    (``calibration_for``); confidence_threshold: the LOW_CONFIDENCE threshold (default
+    ``pipeline.decode.LOW_CONFIDENCE``).
+    """
     from pipeline.reframe import reframe_digit
 
     if calibration is None:
         calibration = calibration_for(classifier)
-    segmentations = choose_splits(
-        [segment_cell(image) for image in images], classifier.predict_proba, reframe_digit
-    )
-    crops = [digit for s in segmentations for digit in s.digits]
-    if crops:
-        frames = np.stack([reframe_digit(crop.image) for crop in crops])
-        probs = np.asarray(classifier.predict_proba(frames), np.float64)
-    else:
-        probs = np.zeros((0, classifier.num_classes))
-    results, position = [], 0
-    options = {} if confidence_threshold is None else {"low_confidence": confidence_threshold}
+    segmentations = [segment_cell(image) for image in images]
+    row: dict[int, int] = {}  # id(crop.image) -> row of the batch
+    frames = []
     for segmentation in segmentations:
-        k = len(segmentation.digits)
-        reading = decode_number(
-            probs[position : position + k],
-            calibration=calibration,
-            struck_through=segmentation.struck_through,
-            split_confidence=segmentation.split_confidence,
-            **options,
-        )
-        position += k
+        for piece in segmentation.pieces:
+            for option in piece.options:
+                for crop in option:
+                    if id(crop.image) not in row:
+                        row[id(crop.image)] = len(frames)
+                        frames.append(reframe_digit(crop.image))
+    batch = np.stack(frames) if frames else np.zeros((0, 28, 28), np.uint8)
+    probs = np.asarray(classifier.predict_proba(batch), np.float64)
+
+    def probs_of(crop: DigitCrop) -> np.ndarray:
+        return probs[row[id(crop.image)]]
+
+    chosen = choose_splits(segmentations, probs_of=probs_of)
+    options = {} if confidence_threshold is None else {"low_confidence": confidence_threshold}
+    results = []
+    for segmentation in chosen:
+        reading = decode_cell(segmentation, probs_of, calibration=calibration, **options)
         results.append(NumberResult(segmentation, reading))
     return results
 

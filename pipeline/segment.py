@@ -68,11 +68,19 @@ class Piece:
     options: tuple[tuple[DigitCrop, ...], ...]
     log_priors: tuple[float, ...]
     box: Box
-    confidence: float = 1.0  # probability that option 0 is the right cut (set by choose_splits)
+    # Set by choose_splits: each option's probability given the classifier, options sorted by
+    # it (best first, options under MIN_OPTION_WEIGHT dropped). Empty = not yet decided.
+    weights: tuple[float, ...] = ()
 
     @property
     def ambiguous(self) -> bool:
-        return len(self.options) > 1
+        """True while the classifier still has to choose among several cuts."""
+        return len(self.options) > 1 and not self.weights
+
+    @property
+    def confidence(self) -> float:
+        """Probability that option 0 is the right cut (1.0 for an unambiguous piece)."""
+        return self.weights[0] if self.weights else 1.0
 
 
 @dataclass(frozen=True)
@@ -464,6 +472,7 @@ CROSSING_PENALTY = 1.5
 SPLIT_PENALTY = 1.0
 MAX_OPTIONS = 6
 OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option
+MIN_OPTION_WEIGHT = 0.01  # a cut less probable than this after classification is dropped
 
 
 def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
@@ -599,20 +608,23 @@ def digit_score(probs: np.ndarray) -> np.ndarray:
 
 def choose_splits(
     segmentations: Sequence[CellSegmentation],
-    classify: Classify,
+    classify: Classify | None = None,
     reframe: Reframe | None = None,
+    *,
+    probs_of: Callable[[DigitCrop], np.ndarray] | None = None,
 ) -> list[CellSegmentation]:
     """Let the classifier pick among the split options of every ambiguous piece.
 
     classify: (N, 28, 28) uint8 -> (N, C) probabilities (C = 10, or 11 with "not a digit").
     reframe: digit crop -> (28, 28) uint8; default ``pipeline.reframe.reframe_digit``.
     All distinct candidate digits of all cells go through ``reframe`` (in order, once each) and
-    then ``classify`` in ONE batch. An option's score is
-    the sum of its digits' log best-digit probability plus its geometric log prior; the best
-    option becomes option 0 and is the only one kept, its softmax share of the scores is the
-    piece's ``confidence``. Unambiguous cells are returned as is.
+    then ``classify`` in ONE batch. Or, when the crops were already classified, ``probs_of``
+    (DigitCrop -> (C,) probabilities) answers instead and nothing is classified here.
+    An option's score is the sum of its digits' log best-digit probability plus its geometric
+    log prior; an option's probability (``Piece.weights``) is its softmax share of the scores.
+    Options are re-ordered best first (option 0 = the chosen cut, ``CellSegmentation.digits``);
+    those under MIN_OPTION_WEIGHT are dropped. Unambiguous cells are returned as is.
     """
-    reframe = reframe or _default_reframe()
     unique: dict[int, int] = {}  # id(crop) -> row in the batch (options share part crops)
     crops: list[DigitCrop] = []
     for segmentation in segmentations:
@@ -625,8 +637,14 @@ def choose_splits(
                             crops.append(crop)
     if not crops:
         return list(segmentations)
-    frames = np.stack([reframe(crop.image) for crop in crops])
-    scores = digit_score(np.asarray(classify(frames)))
+    if probs_of is not None:
+        scores = digit_score(np.stack([probs_of(crop) for crop in crops]))
+    else:
+        if classify is None:
+            raise ValueError("choose_splits needs classify or probs_of")
+        reframe = reframe or _default_reframe()
+        frames = np.stack([reframe(crop.image) for crop in crops])
+        scores = digit_score(np.asarray(classify(frames)))
     chosen = []
     for segmentation in segmentations:
         pieces = []
@@ -639,13 +657,16 @@ def choose_splits(
                 for option, prior in zip(piece.options, piece.log_priors, strict=True)
             ]
             weights = np.exp(np.array(option_scores) - max(option_scores))
-            best = int(np.argmax(option_scores))
+            weights /= weights.sum()
+            order = [
+                i for i in np.argsort(-weights, kind="stable") if weights[i] >= MIN_OPTION_WEIGHT
+            ]
             pieces.append(
                 Piece(
-                    options=(piece.options[best],),
-                    log_priors=(piece.log_priors[best],),
+                    options=tuple(piece.options[i] for i in order),
+                    log_priors=tuple(piece.log_priors[i] for i in order),
                     box=piece.box,
-                    confidence=float(weights[best] / weights.sum()),
+                    weights=tuple(float(weights[i]) for i in order),
                 )
             )
         chosen.append(replace(segmentation, pieces=tuple(pieces)))

@@ -246,3 +246,28 @@ def test_segmentation_doubt_lowers_the_confidence_and_keeps_ratios():
     assert doubtful.value == sure.value
     ratio = sure.alternatives[1][1] / sure.alternatives[0][1]
     assert doubtful.alternatives[1][1] / doubtful.alternatives[0][1] == pytest.approx(ratio)
+
+
+def test_other_cuts_of_a_piece_become_alternatives_the_sum_rule_can_use():
+    """A piece read as one digit (7, cut prob 0.8) that may be two (1 and 2, prob 0.2): the
+    reading is 7, "12" is an alternative, and a column needing 12 takes it."""
+    from pipeline.decode import decode_pieces
+
+    one = probs_for("7")
+    two = probs_for("12")
+    cell = decode_pieces([[(0.8, one), (0.2, two)]])
+    assert cell.value == 7
+    assert cell.confidence == pytest.approx(0.8 * 0.999, rel=1e-3)
+    assert dict(cell.alternatives)["12"] == pytest.approx(0.2 * 0.999**2, rel=1e-3)
+    result = apply_sum_rule([cell, reading("30")], reading("42"), reading("42"))
+    assert result.rows[0].value == 12 and Flag.CORRECTED_BY_SUM in result.rows[0].flags
+
+
+def test_decode_pieces_of_one_cut_each_equals_decode_number():
+    from pipeline.decode import decode_pieces
+
+    probs = probs_for("305", alternatives={1: {8: 0.2}})
+    by_pieces = decode_pieces([[(1.0, probs[i : i + 1])] for i in range(3)])
+    assert by_pieces.value == decode_number(probs).value
+    assert by_pieces.confidence == pytest.approx(decode_number(probs).confidence)
+    assert decode_pieces([]).flags == {Flag.EMPTY}
