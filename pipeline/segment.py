@@ -449,12 +449,32 @@ def _count_log_prior(aspect: float, count: int) -> float:
     )
 
 
-def _cut_ink_log_prior(ink: np.ndarray, path: np.ndarray, stroke: float) -> float:
-    """Penalty for cuts that cross more strokes than one, or run along a stroke (more ink
-    pixels on the path than about one stroke width): both mean cutting through a digit."""
+def _cut_ink_log_prior(
+    ink: np.ndarray, path: np.ndarray, stroke: float, holes: np.ndarray
+) -> float:
+    """Penalty for cuts that cross more strokes than one, run along a stroke (more ink pixels
+    on the path than about one stroke width) or cross a closed loop (``holes``, the loop of a
+    0, 6, 8 or 9; two touching digits seldom enclose one): all mean cutting through a digit."""
+    rows = np.arange(ink.shape[0])
     crossings = _crossings(ink, path)
-    on_ink = int(np.count_nonzero(ink[np.arange(ink.shape[0]), path] > 0))
-    return -CROSSING_PENALTY * max(0, crossings - 1) - 0.5 * max(0.0, on_ink / stroke - 1.5)
+    on_ink = int(np.count_nonzero(ink[rows, path] > 0))
+    penalty = CROSSING_PENALTY * max(0, crossings - 1) + 0.5 * max(0.0, on_ink / stroke - 1.5)
+    if holes[rows, path].any():
+        penalty += HOLE_PENALTY
+    return -penalty
+
+
+def _holes(ink: np.ndarray) -> np.ndarray:
+    """(h, w) bool: background enclosed by ink (loops), ignoring pockets smaller than
+    (0.15 h)^2 that touching strokes leave."""
+    background = np.pad(ink <= 0, 1, constant_values=True).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
+    outside = labels[0, 0]
+    min_area = (0.15 * ink.shape[0]) ** 2
+    keep = np.zeros(count, bool)
+    for label in range(1, count):
+        keep[label] = label != outside and stats[label, cv2.CC_STAT_AREA] >= min_area
+    return keep[labels][1:-1, 1:-1]
 
 
 def _stroke_width(ink: np.ndarray) -> float:
@@ -469,6 +489,7 @@ def _stroke_width(ink: np.ndarray) -> float:
 
 # Cutting a stroke more than once means cutting through a digit's body (a 3, 8, 0...).
 CROSSING_PENALTY = 1.5
+HOLE_PENALTY = 3.0
 SPLIT_PENALTY = 1.0
 MAX_OPTIONS = 6
 OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option
@@ -496,7 +517,8 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
     if aspect >= 0.5 and best_split >= scored[0][0] - OPTION_MARGIN:
         paths = _seams(piece_ink, 5)
         stroke = _stroke_width(piece_ink)
-        cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke) for p in paths]
+        holes = _holes(piece_ink)
+        cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke, holes) for p in paths]
         max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / 0.4) - 1))
         parts: dict[tuple[int, int], DigitCrop | None] = {}  # (left cut, right cut) -> part
         edge = len(paths)  # index -1 = the piece's left edge, edge = its right edge
