@@ -8,8 +8,8 @@ telegram cell) and ``labels.csv`` in either layout:
 * a two-column ``file,label`` CSV (a header row ``file,label`` is optional).
 
 Labels are digit strings ("07" stays "07"). ``evaluate_numbers_dir`` reads every image through
-the telegram pipeline's own path: ``segment_cell`` -> ``choose_splits`` -> ``reframe_digit`` ->
-classifier -> ``decode_number``.
+the telegram pipeline's own path: ``segment_cell`` -> ``reframe_digit`` -> classifier (one batch) ->
+``choose_splits`` -> ``decode_cell``.
 """
 
 from __future__ import annotations

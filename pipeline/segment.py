@@ -14,10 +14,13 @@ Steps, each a small function below:
    edges) are dropped.
 4. broken strokes are merged: pieces overlapping in x (the bar of a 7, a 5's flag, the up-stroke
    of a 1 drawn apart from the stem), then small pieces close to a digit; isolated specks dropped.
-5. touching digits: a piece wider than one digit gets candidate splits (1..4 digits) along
-   least-ink seams found by dynamic programming
-   (a path may bend, so slanted strokes are cut where they are thinnest). Option 0 is the
-   geometric guess; ``choose_splits`` lets the digit classifier pick among the options.
+5. touching digits: a piece that may hold several digits gets candidate splits (1..4 digits)
+   along least-ink seams found by dynamic programming (a seam may bend, so slanted strokes are
+   cut where they are thinnest), scored by a geometric log prior: the digit count given the
+   piece's upright (deslanted) width/height (log-normal per count, measured on MNIST), cuts
+   that cross more than one stroke or a closed loop penalised, parts that do not look like one
+   digit penalised. Option 0 is the geometric guess; ``choose_splits`` lets the digit
+   classifier weigh the options (recognition-driven check) and keeps their probabilities.
 
 Output crops (``DigitCrop.image``) are ink intensity, WHITE INK ON BLACK (0 = paper), masked to
 the digit's own pixels and padded with background, ready for ``pipeline.reframe.reframe_digit``.
