@@ -9,8 +9,9 @@ exactly like what the pipeline feeds the model.
   down-stroke at the left end of its top bar.
 * ``distort``: rotation, shear/slant, independent x/y scale, stroke thickness (dilate/erode),
   elastic distortion, broken strokes, cell-line fragments near the digit.
-* ``junk``: not-a-digit images (class ``NOT_A_DIGIT``): blobs, dashes, specks, line corners.
-* ``augmented_epoch``: one augmented copy of a training set plus ~10% junk.
+* ``junk``: not-a-digit images (class ``NOT_A_DIGIT``): blobs, dashes, specks, line corners;
+  ``digit_pair``: two touching digits reframed as one image (also not a digit).
+* ``augmented_epoch``: one augmented copy of a training set plus ~18% not-a-digit images.
 """
 
 from __future__ import annotations
@@ -247,6 +248,28 @@ def junk(rng: np.random.Generator) -> np.ndarray:
         return junk(rng)
 
 
+def digit_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two (28, 28) digits written touching or overlapping, reframed as ONE image: not a digit.
+
+    Teaches the model that two merged digits are not one digit, so the segmentation's
+    recognition-checked splits cut them apart. Returns (28, 28) uint8.
+    """
+    pieces = []
+    for digit in (first, second):
+        cols = np.flatnonzero(digit.max(axis=0) > 0)
+        pieces.append(digit[:, cols[0] : cols[-1] + 1] if cols.size else digit)
+    gap = int(rng.integers(-2, 3))
+    width = pieces[0].shape[1] + pieces[1].shape[1] + gap + 8
+    canvas = np.zeros((36, max(width, 36)), np.float32)
+    x = 4
+    for piece in pieces:
+        y = 4 + int(rng.integers(-3, 4))
+        region = canvas[y : y + 28, x : x + piece.shape[1]]
+        np.maximum(region, piece, out=region)
+        x += piece.shape[1] + gap
+    return reframe_digit(canvas)
+
+
 def augment_digit(digit: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
     """One augmented, reframed version of a (28, 28) uint8 digit with the given label."""
     canvas = to_canvas(digit)
@@ -268,17 +291,27 @@ def augment_digit(digit: np.ndarray, label: int, rng: np.random.Generator) -> np
 
 
 def augmented_epoch(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, junk_share: float = 0.1
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    junk_share: float = 0.1,
+    pair_share: float = 0.08,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus ``junk_share * N`` junk images.
+    """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus not-a-digit images:
+    ``junk_share * N`` blobs/dashes/specks/corners and ``pair_share * N`` merged digit pairs.
 
-    Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + round(junk_share * N).
+    Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + the not-a-digit images.
     """
     n_junk = int(round(junk_share * len(x)))
-    out = np.zeros((len(x) + n_junk, 28, 28), np.uint8)
+    n_pairs = int(round(pair_share * len(x)))
+    out = np.zeros((len(x) + n_junk + n_pairs, 28, 28), np.uint8)
     for index in range(len(x)):
         out[index] = augment_digit(x[index], int(y[index]), rng)
-    for index in range(len(x), len(out)):
+    for index in range(len(x), len(x) + n_junk):
         out[index] = junk(rng)
-    labels = np.concatenate([np.asarray(y, np.int32), np.full(n_junk, NOT_A_DIGIT, np.int32)])
+    partners = rng.integers(0, len(x), size=(n_pairs, 2))
+    for offset, (a, b) in enumerate(partners):
+        out[len(x) + n_junk + offset] = digit_pair(x[a], x[b], rng)
+    not_digits = np.full(n_junk + n_pairs, NOT_A_DIGIT, np.int32)
+    labels = np.concatenate([np.asarray(y, np.int32), not_digits])
     return out, labels

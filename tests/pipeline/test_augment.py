@@ -59,6 +59,6 @@ def test_augmented_epoch_is_seeded_and_adds_not_a_digit_samples():
     second = augmented_epoch(x, y, np.random.default_rng(3))
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
     images, labels = first
-    assert images.shape == (55, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (50 + 5 + 4, 28, 28) and images.dtype == np.uint8  # 10% + 8%
     assert np.array_equal(labels[:50], y) and np.all(labels[50:] == NOT_A_DIGIT)
     assert not np.array_equal(images[:50], x)  # distorted, not copies
