@@ -164,10 +164,10 @@ _STEPS = [
     ),
 ]
 
-#: Temp tables the planner needs statistics of: the small per-mesa ones, and the stored
-#: verdicts, whose size decides between index probes (a few dirty mesas) and hash joins (a
-#: full run). rc_verdict it sizes from its pages well enough (ANALYZE of it costs ~1 s).
-_ANALYZED = {"rc_mesa", "rc_recognition", "rc_existing"}
+#: Temp tables the planner needs statistics of: the small per-mesa ones, and the rows to
+#: write, whose number decides between index probes (a few changes) and hash joins. The
+#: big rc_verdict it sizes from its pages well enough (ANALYZE of it costs ~1 s per 250k).
+_ANALYZED = {"rc_mesa", "rc_recognition", "rc_diff"}
 
 _KEY_MATCH = """n.mesa_code = v.mesa_code AND n.cargo_id = v.cargo_id
         AND n.votos_tipo = v.votos_tipo
@@ -187,33 +187,34 @@ def _columns(prefix: str, names: tuple[str, ...]) -> str:
     return ", ".join(f"{prefix}.{name}" for name in names)
 
 
-# The batch's verdicts as stored before this run. Writing compares against this copy, never
-# against cell_verdict itself (an INSERT anti-joined to its own target re-scans the pages it
-# is writing).
-_EXISTING = (
-    "rc_existing",
-    f"""SELECT v.id, {_columns("v", _KEY_COLUMNS + _EVIDENCE_COLUMNS)}
-        FROM cell_verdict v JOIN rc_batch b ON b.mesa_code = v.mesa_code""",
+# What to write: the batch's stored verdicts fully joined to the new ones, once, keeping the
+# rows that differ (computed before any write, so no statement reads its own target).
+_DIFF = (
+    "rc_diff",
+    f"""SELECT v.id AS stored_id, n.*
+        FROM (SELECT stored.* FROM cell_verdict stored
+              JOIN rc_batch b ON b.mesa_code = stored.mesa_code) v
+        FULL JOIN rc_verdict n ON {_KEY_MATCH}
+        WHERE v.id IS NULL OR n.mesa_code IS NULL
+           OR ({_columns("v", _EVIDENCE_COLUMNS)})
+              IS DISTINCT FROM ({_columns("n", _EVIDENCE_COLUMNS)})""",
 )
 
-_DELETE_STALE = f"""
-DELETE FROM cell_verdict WHERE id IN (
-    SELECT v.id FROM rc_existing v
-    WHERE NOT EXISTS (SELECT 1 FROM rc_verdict n WHERE {_KEY_MATCH}))
+_DELETE_STALE = """
+DELETE FROM cell_verdict WHERE id IN (SELECT stored_id FROM rc_diff WHERE mesa_code IS NULL)
 """
 
 _UPDATE_CHANGED = f"""
 UPDATE cell_verdict SET ({", ".join(_EVIDENCE_COLUMNS)}, updated_at)
     = ({_columns("n", _EVIDENCE_COLUMNS)}, now())
-FROM rc_existing v JOIN rc_verdict n ON {_KEY_MATCH}
-WHERE cell_verdict.id = v.id
-  AND ({_columns("v", _EVIDENCE_COLUMNS)}) IS DISTINCT FROM ({_columns("n", _EVIDENCE_COLUMNS)})
+FROM rc_diff n
+WHERE cell_verdict.id = n.stored_id AND n.mesa_code IS NOT NULL
 """
 
 _INSERT_NEW = f"""
 INSERT INTO cell_verdict ({", ".join(_KEY_COLUMNS + _EVIDENCE_COLUMNS)})
-SELECT {_columns("n", _KEY_COLUMNS + _EVIDENCE_COLUMNS)} FROM rc_verdict n
-WHERE NOT EXISTS (SELECT 1 FROM rc_existing v WHERE {_KEY_MATCH})
+SELECT {_columns("n", _KEY_COLUMNS + _EVIDENCE_COLUMNS)} FROM rc_diff n
+WHERE n.stored_id IS NULL
 """
 
 
@@ -265,7 +266,7 @@ def reconcile_on(
         return ReconcileStats(full=full, seconds=time.perf_counter() - started)
     connection.execute(text("ANALYZE rc_batch"))
     parameters = {"threshold": threshold, "review_flags": sorted(REVIEW_FLAGS)}
-    for table, query in [*_STEPS, _EXISTING]:
+    for table, query in [*_STEPS, _DIFF]:
         connection.execute(text(f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {query}"), parameters)
         if table in _ANALYZED:
             connection.execute(text(f"ANALYZE {table}"))
@@ -274,7 +275,7 @@ def reconcile_on(
     updated = connection.execute(text(_UPDATE_CHANGED)).rowcount
     inserted = connection.execute(text(_INSERT_NEW)).rowcount
     connection.execute(text(_CLEAR_MARKS))
-    for table, _ in reversed([*_STEPS, _EXISTING]):
+    for table, _ in reversed([*_STEPS, _DIFF]):
         connection.execute(text(f"DROP TABLE {table}"))
     connection.execute(text("DROP TABLE rc_batch"))
     stats = ReconcileStats(

@@ -223,21 +223,28 @@ def test_a_mesa_marked_again_during_a_run_stays_dirty_for_the_next(database_url,
     writer.begin()
     writer.execute(retype)  # marks MESA again; not committed: the run cannot see it
     result = {}
-    run = threading.Thread(target=lambda: result.update(stats=reconcile(database_url)))
+
+    def reconcile_in_thread():
+        try:
+            result["stats"] = reconcile(database_url)
+        except Exception as exc:  # reported by the assertions below
+            result["error"] = exc
+
+    run = threading.Thread(target=reconcile_in_thread)
     run.start()
     try:
         # The run reads the older mark, computes, then waits on the writer's row to clear it.
         deadline = time.monotonic() + 30
-        with engine.connect() as probe:
-            while time.monotonic() < deadline:
+        waiting = 0
+        while not waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+            # a new transaction each time: pg_stat_activity is a per-transaction snapshot
+            with engine.connect() as probe:
                 waiting = probe.execute(
                     text("""SELECT count(*) FROM pg_stat_activity
                             WHERE wait_event_type = 'Lock' AND datname = current_database()""")
                 ).scalar()
-                if waiting:
-                    break
-                time.sleep(0.05)
-        assert waiting, "the run never reached the marks"
+        assert waiting, f"the run never reached the marks: {result}"
     finally:
         writer.commit()
         writer.close()
