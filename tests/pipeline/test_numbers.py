@@ -118,7 +118,7 @@ def test_evaluate_with_a_shipped_model(tmp_path):
     x, y = mnist_sample()
     images, labels = make_numbers(x, y, 60, seed=5, touching=0.0, overlapping=0.0)
     write_numbers_dir(tmp_path, images, labels)
-    classifier = get_classifier("paper", intra_op_threads=1, inter_op_threads=1)
+    classifier = get_classifier("default", intra_op_threads=1, inter_op_threads=1)
     report = evaluate_numbers_dir(tmp_path, classifier, confidence_threshold=0.9)
     assert report["n"] == 60
     assert report["digit_count_right"] >= 0.95

@@ -156,7 +156,7 @@ def test_plain_numbers_are_not_struck_through():
 def classifier():
     from pipeline.model import get_classifier
 
-    return get_classifier("paper", intra_op_threads=1, inter_op_threads=1)
+    return get_classifier("default", intra_op_threads=1, inter_op_threads=1)
 
 
 def test_recognition_picks_the_split_of_touching_pairs(classifier):
