@@ -48,7 +48,12 @@ def bench_speed(name: str, n_batched: int, n_loop: int, threads: int) -> dict:
     classifier.predict_proba(digits)
     batched = n_batched / (time.perf_counter() - started)
 
-    keras_model = classifier._model  # the same weights, called the notebooks' way
+    # The notebooks' way: the saved model as Keras loads it, one model.predict per digit.
+    import keras
+
+    from pipeline.model import resolve_model
+
+    keras_model = keras.models.load_model(resolve_model(name)[1], compile=False)
     x = digits[:n_loop].astype(np.float32)
     keras_model.predict(x[:1], verbose=0)
     started = time.perf_counter()

@@ -108,3 +108,14 @@ def test_importing_the_pipeline_does_not_start_tensorflow():
         "sys.exit(1 if 'tensorflow' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_batch_norm_folding_keeps_the_saved_model_s_outputs(sample):
+    import keras
+
+    classifier = get_classifier("default", "cpu")
+    saved = keras.models.load_model(MODELS_DIR / "default.keras", compile=False)
+    assert len(classifier._model.layers) < len(saved.layers)  # BN layers merged away
+    x = sample[0][:64]
+    expected = saved.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(classifier.predict_proba(x), expected, atol=1e-5)
