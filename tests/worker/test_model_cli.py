@@ -120,3 +120,26 @@ def test_evaluate_numbers_missing_directory(capsys, tmp_path):
     assert "not a directory" in one_line_error(
         capsys, "evaluate", "numbers", str(tmp_path / "missing")
     )
+
+
+def test_evaluate_numbers_reads_a_numbers_directory(capsys, tmp_path):
+    from pipeline.numbers import make_numbers, write_numbers_dir
+
+    x, y = load_mnist_sample()
+    images, labels = make_numbers(x[:40], y[:40], 12, seed=1)
+    write_numbers_dir(tmp_path, images, labels)
+    status, out, _ = run(
+        capsys, "evaluate", "numbers", str(tmp_path), "--model", "default", "--json"
+    )
+    assert status == 0
+    result = json.loads(out)
+    assert result["n"] == 12
+    assert 0.0 <= result["exact"] <= 1.0 and result["model"].startswith("default@")
+
+
+def test_train_rejects_bad_arguments_before_training(capsys, tmp_path):
+    line = one_line_error(
+        capsys, "train", "--mnist", str(tmp_path / "none.npz"), "--out", str(tmp_path / "m.keras")
+    )
+    assert "MNIST file not found" in line
+    assert ".keras" in one_line_error(capsys, "train", "--out", str(tmp_path / "model.h5"))
