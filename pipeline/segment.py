@@ -10,8 +10,9 @@ Steps, each a small function below:
    ``max(MIN_INK, INK_SHARE * strongest ink)``.
 2. struck-through numbers: a thin horizontal run crossing the whole number in its middle band
    is recorded (``struck_through``) and erased so the digits under it can still be read.
-3. connected components (8-connected); line remnants (long thin pieces lying along the cell's
-   edges) are dropped.
+3. ruled-line remnants: long runs along the cell's edges are erased, even where they touch a
+   digit (``strip_edge_lines``); connected components (8-connected) follow, and long thin
+   pieces lying along the edges are dropped.
 4. broken strokes are merged: pieces overlapping in x (the bar of a 7, a 5's flag, the up-stroke
    of a 1 drawn apart from the stem), then small pieces close to a digit; isolated specks dropped.
 5. touching digits: a piece that may hold several digits gets candidate splits (1..4 digits)
@@ -154,7 +155,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: length, start and end (exclusive) of the longest run of ink, gaps <= gap px
     bridged. Returns three (H,) int arrays."""
-    closed = mask.astype(np.uint8)
+    closed = np.ascontiguousarray(mask, dtype=np.uint8)
     if gap > 0:
         kernel = np.ones((1, gap + 1), np.uint8)
         closed = cv2.morphologyEx(closed, cv2.MORPH_CLOSE, kernel)
@@ -246,6 +247,31 @@ def _is_line_remnant(group: _Group, height: int, width: int) -> bool:
     if thin_w and group.height >= max(3 * group.width, 0.6 * height):
         return group.x0 <= margin_x or group.x1 >= width - margin_x
     return False
+
+
+def strip_edge_lines(mask: np.ndarray) -> np.ndarray:
+    """Erase what is left of the cell's ruled lines even where it touches a digit: in the top
+    and bottom 12% of the rows, (gap-bridged) horizontal runs at least max(30% of the width,
+    80% of the height) long; in the left and right 6% of the columns, vertical runs at least
+    70% of the height long. A digit's own strokes are never that long that close to an edge
+    (a 5's flag, a 7's bar are about half a digit wide). (H, W) bool -> (H, W) bool copy."""
+    height, width = mask.shape
+    out = mask.copy()
+    band_y = max(2, round(0.12 * height))
+    need_x = max(0.3 * width, 0.8 * height)
+    for rows in (slice(0, band_y), slice(height - band_y, height)):
+        band = mask[rows]
+        lengths, starts, ends = _longest_runs(band, gap=3)
+        for row in np.flatnonzero(lengths >= need_x):
+            out[rows][row, starts[row] : ends[row]] = False
+    band_x = max(2, round(0.06 * width))
+    need_y = 0.7 * height
+    for cols in (slice(0, band_x), slice(width - band_x, width)):
+        band = mask[:, cols].T
+        lengths, starts, ends = _longest_runs(band, gap=3)
+        for col in np.flatnonzero(lengths >= need_y):
+            out[:, cols][starts[col] : ends[col], col] = False
+    return out
 
 
 def _x_overlap(a: _Group, b: _Group) -> int:
@@ -575,6 +601,7 @@ def segment_cell(cell: np.ndarray) -> CellSegmentation:
     ink_fraction = float(mask.mean())
     if not mask.any():
         return CellSegmentation(pieces=(), struck_through=False, ink_fraction=ink_fraction)
+    mask = strip_edge_lines(mask)
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     groups = [_group_of(stats, label) for label in range(1, count)]

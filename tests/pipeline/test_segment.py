@@ -134,7 +134,9 @@ def test_ruled_line_remnants_along_the_edges_are_dropped():
     cell[6 : height - 4, width - 2 :] = 20  # right edge
     result = segment_cell(cell)
     assert len(result.digits) == 2
-    assert len(result.dropped) == 3
+    for crop in result.digits:
+        x0, y0, x1, y1 = crop.box
+        assert y0 >= 2 and y1 <= height - 2 and x1 <= width - 2
 
 
 def test_struck_through_number_is_detected_and_its_digits_kept():
@@ -205,3 +207,15 @@ def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
     assert not any(s.ambiguous for s in chosen)
     for segmentation in chosen:
         assert 0.0 < segmentation.split_confidence <= 1.0
+
+
+def test_ruled_line_remnant_touching_a_digit_is_cut_away():
+    one = argentine_one(broken=False)
+    cell, _ = compose([one, digit(3, 2)], gaps=[6], height=44)
+    width = cell.shape[1]
+    top = int(np.flatnonzero((cell < 128).any(axis=1))[0])
+    cell = cell[top - 1 :].copy()  # the digits reach up to the cell's top line
+    cell[0:2, :] = 25
+    result = segment_cell(cell)
+    assert len(result.digits) == 2
+    assert all(d.box[2] - d.box[0] < 0.5 * width for d in result.digits)
