@@ -170,23 +170,15 @@ def test_bad_arguments_are_one_line_errors(cli_database, capsys, argv, message):
 
 def test_the_periodic_task_reconciles_changed_mesas_and_yields_to_a_running_one(cli_database):
     from db.reconcile import RECONCILE_LOCK_ID
-    from worker.reconcile_tasks import reconcile_changed_mesas
+    from worker.tasks import reconcile as reconcile_task
 
-    first = reconcile_changed_mesas()
+    first = reconcile_task()
     assert (first["mesas"], first["cells"], first["skipped"]) == (2, 10, False)
-    assert reconcile_changed_mesas()["mesas"] == 0
+    assert reconcile_task()["mesas"] == 0
 
     with get_engine(cli_database).connect() as holder:
         holder.execute(text("SELECT pg_advisory_lock(:id)"), {"id": RECONCILE_LOCK_ID})
         try:
-            assert reconcile_changed_mesas()["skipped"] is True
+            assert reconcile_task()["skipped"] is True
         finally:
             holder.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": RECONCILE_LOCK_ID})
-
-
-def test_the_task_is_routed_to_the_reconcile_queue():
-    from worker.celery_app import RECONCILE_QUEUE, app
-    from worker.reconcile_tasks import reconcile_changed_mesas
-
-    assert reconcile_changed_mesas.name == "escrutinio.reconcile"
-    assert app.amqp.router.route({}, reconcile_changed_mesas.name)["queue"].name == RECONCILE_QUEUE
