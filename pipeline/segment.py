@@ -249,28 +249,46 @@ def _is_line_remnant(group: _Group, height: int, width: int) -> bool:
     return False
 
 
-def strip_edge_lines(mask: np.ndarray) -> np.ndarray:
-    """Erase what is left of the cell's ruled lines even where it touches a digit: in the top
-    and bottom 12% of the rows, (gap-bridged) horizontal runs at least max(30% of the width,
-    80% of the height) long; in the left and right 6% of the columns, vertical runs at least
-    70% of the height long. A digit's own strokes are never that long that close to an edge
-    (a 5's flag, a 7's bar are about half a digit wide). (H, W) bool -> (H, W) bool copy."""
+def strip_edge_lines(mask: np.ndarray, lines: Box | None = None) -> np.ndarray:
+    """Erase what is left of the cell's ruled lines even where it touches a digit.
+
+    lines: where the cell's ruled lines run in this crop, (x_left, y_top, x_right, y_bottom)
+    in crop pixels (a crop cut with a margin around the cell); None = at the crop's edges.
+    Near each horizontal line (+-max(2, 6% of the height) rows; the outer 12% of the rows when
+    ``lines`` is None), (gap-bridged) horizontal runs at least max(30% of the width, 80% of the
+    height) long are erased; near each vertical line (+-max(2, 3% of the width) columns; the
+    outer 6% when None), vertical runs at least 70% of the distance between the horizontal
+    lines. A digit's own strokes are never that long (a 5's flag, a 7's bar are about half a
+    digit wide). (H, W) bool -> (H, W) bool copy."""
     height, width = mask.shape
     out = mask.copy()
-    band_y = max(2, round(0.12 * height))
+    if lines is None:
+        band_y, band_x = max(2, round(0.12 * height)), max(2, round(0.06 * width))
+        row_bands = [(0, band_y), (height - band_y, height)]
+        col_bands = [(0, band_x), (width - band_x, width)]
+        cell_h = height
+    else:
+        x_left, y_top, x_right, y_bottom = lines
+        reach_y, reach_x = max(2, round(0.06 * height)), max(2, round(0.03 * width))
+        row_bands = [(y - reach_y, y + reach_y + 1) for y in (y_top, y_bottom)]
+        col_bands = [(x - reach_x, x + reach_x + 1) for x in (x_left, x_right)]
+        cell_h = max(1, y_bottom - y_top)
     need_x = max(0.3 * width, 0.8 * height)
-    for rows in (slice(0, band_y), slice(height - band_y, height)):
-        band = mask[rows]
-        lengths, starts, ends = _longest_runs(band, gap=3)
+    for lo, hi in row_bands:
+        lo, hi = max(0, lo), min(height, hi)
+        if hi <= lo:
+            continue
+        lengths, starts, ends = _longest_runs(mask[lo:hi], gap=3)
         for row in np.flatnonzero(lengths >= need_x):
-            out[rows][row, starts[row] : ends[row]] = False
-    band_x = max(2, round(0.06 * width))
-    need_y = 0.7 * height
-    for cols in (slice(0, band_x), slice(width - band_x, width)):
-        band = mask[:, cols].T
-        lengths, starts, ends = _longest_runs(band, gap=3)
+            out[lo + row, starts[row] : ends[row]] = False
+    need_y = 0.7 * cell_h
+    for lo, hi in col_bands:
+        lo, hi = max(0, lo), min(width, hi)
+        if hi <= lo:
+            continue
+        lengths, starts, ends = _longest_runs(mask[:, lo:hi].T, gap=3)
         for col in np.flatnonzero(lengths >= need_y):
-            out[:, cols][starts[col] : ends[col], col] = False
+            out[starts[col] : ends[col], lo + col] = False
     return out
 
 
@@ -589,11 +607,13 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
 # --------------------------------------------------------------------------- main entry
 
 
-def segment_cell(cell: np.ndarray) -> CellSegmentation:
+def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation:
     """Split one cell (H, W) into digit pieces, left to right. See the module docstring.
 
     cell: (H, W) uint8 grey, dark ink on light paper (either polarity accepted), or bool
     (True = ink), ruled lines already removed (remnants along the edges are dropped here).
+    lines: where the cell's ruled lines run in the crop, (x_left, y_top, x_right, y_bottom) in
+    crop pixels, when the crop has a margin around the cell (see ``strip_edge_lines``).
     """
     ink = ink_map(cell)
     mask = ink_mask(ink)
@@ -601,7 +621,7 @@ def segment_cell(cell: np.ndarray) -> CellSegmentation:
     ink_fraction = float(mask.mean())
     if not mask.any():
         return CellSegmentation(pieces=(), struck_through=False, ink_fraction=ink_fraction)
-    mask = strip_edge_lines(mask)
+    mask = strip_edge_lines(mask, lines)
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     groups = [_group_of(stats, label) for label in range(1, count)]

@@ -219,3 +219,20 @@ def test_ruled_line_remnant_touching_a_digit_is_cut_away():
     result = segment_cell(cell)
     assert len(result.digits) == 2
     assert all(d.box[2] - d.box[0] < 0.5 * width for d in result.digits)
+
+
+def test_remnants_of_the_cells_lines_inside_a_margin_are_cut_away_when_located():
+    """A crop cut with a margin: the cell's top line runs 10 px below the crop's top edge,
+    through the tops of the digits."""
+    cell, _ = compose([argentine_one(broken=False), digit(3, 2)], gaps=[6], height=44)
+    top = int(np.flatnonzero((cell < 128).any(axis=1))[0])
+    cell = np.vstack([np.full((10 - 1, cell.shape[1]), 255, np.uint8), cell[top:]])
+    cell[9:11, :] = 25
+    height, width = cell.shape
+    lines = (3, 10, width - 3, height - 6)
+    located = segment_cell(cell, lines=lines)
+    assert len(located.digits) == 2
+    assert all(d.box[2] - d.box[0] < 0.5 * width for d in located.digits)
+    unlocated = segment_cell(cell)  # negative control: the line joins everything in one piece
+    assert len(unlocated.pieces) == 1
+    assert unlocated.pieces[0].box[2] - unlocated.pieces[0].box[0] > 0.8 * width
