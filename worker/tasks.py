@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -139,7 +140,8 @@ def read_chunk(
 ) -> dict[str, int]:
     """Read one chunk of scans (ids only) and write the results; returns counts by outcome.
 
-    forgiven_claims: earlier claims of these scans that ended in a handled transient error.
+    forgiven_claims: earlier claims of these scans that ended in a handled transient error
+    (besides the retries Celery counts in ``self.request.retries``).
     rechecks: how often these ids were found held by another session already.
     """
     if not isinstance(scan_ids, list) or not all(
@@ -147,22 +149,36 @@ def read_chunk(
     ):
         logger.error("read_chunk: rejecting malformed message scan_ids=%r", scan_ids)
         raise Reject("scan_ids must be a list of integers", requeue=False)
+    # Claims of these scans that ended in a handled error (see claim_scans).
     forgiven = int(forgiven_claims) + int(self.request.retries)
     try:
         load_classifier()
     except BadInput as exc:  # configuration, not the scans: claim nothing, try again later
         logger.error("read_chunk %s: the digit model cannot be loaded: %s", scan_ids, exc)
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+        raise _retry(self, exc, scan_ids, forgiven, rechecks) from exc
+    claimed: list[int] = []
     try:
         engine = get_engine(worker_database_url())
         with engine.connect() as connection:
             try:
-                return _read_chunk(connection, scan_ids, forgiven, int(rechecks))
+                return _read_chunk(connection, scan_ids, forgiven, int(rechecks), claimed)
             finally:
                 _release_all(connection)
     except TRANSIENT_ERRORS as exc:
         logger.warning("read_chunk %s: transient error, retrying: %s", scan_ids, exc)
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+        # Forgive this run's claim (if it got that far): the error was not the scans' fault.
+        raise _retry(self, exc, scan_ids, forgiven + (1 if claimed else 0), rechecks) from exc
+
+
+def _retry(task, exc: Exception, scan_ids: list[int], forgiven_after: int, rechecks: int):
+    """``task.retry`` with backoff, passing on how many claims the next run forgives."""
+    next_retries = task.request.retries + 1
+    return task.retry(
+        exc=exc,
+        countdown=backoff_seconds(task.request.retries),
+        args=(scan_ids,),
+        kwargs={"forgiven_claims": forgiven_after - next_retries, "rechecks": rechecks},
+    )
 
 
 def _release_all(connection: Connection) -> None:
@@ -178,10 +194,12 @@ def _release_all(connection: Connection) -> None:
 
 
 def _read_chunk(
-    connection: Connection, scan_ids: list[int], forgiven: int, rechecks: int
+    connection: Connection, scan_ids: list[int], forgiven: int, rechecks: int, claimed: list[int]
 ) -> dict[str, int]:
+    """The chunk on one connection; ``claimed`` receives the ids this run claimed."""
     settings = get_settings()
     claim = scans.claim_scans(connection, scan_ids, settings.max_deliveries, forgiven)
+    claimed.extend(scan.id for scan in claim.claimed)
     if claim.held:
         _recheck_later(claim.held, forgiven, rechecks)
     outcome = {
@@ -200,10 +218,14 @@ def _read_chunk(
     if not claim.claimed:
         return outcome
     try:
+        started = time.perf_counter()
         readings, failures = _read_claimed(claim.claimed, settings)
+        written = time.perf_counter()
         with connection.begin():
             scans.save_readings(connection, readings, form=claim.claimed[0].form)
             scans.mark_failed(connection, failures)
+        outcome["read_ms"] = round(1000 * (written - started))
+        outcome["write_ms"] = round(1000 * (time.perf_counter() - written))
     except SoftTimeLimitExceeded:
         return _over_soft_limit(connection, claim.claimed, forgiven, outcome, settings)
     except TRANSIENT_ERRORS:

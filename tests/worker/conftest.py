@@ -86,20 +86,32 @@ def worker_environment(database_url: str, broker_url: str, scan_root: Path) -> d
 class WorkerProcess:
     """``celery -A worker worker`` in its own process group, logging to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 1, queues: str = "read"):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        concurrency: int = 1,
+        queues: str = "read",
+        via_cli: bool = False,
+    ):
+        """via_cli: start it as ``escrutinio worker ...`` instead of ``celery -A worker worker``."""
         self.env, self.log, self.concurrency, self.queues = env, log, concurrency, queues
+        self.via_cli = via_cli
         self.process: subprocess.Popen | None = None
         self.loaded_before = 0
 
     def start(self, ready_timeout: float = 180) -> WorkerProcess:
         name = f"{self.log.stem}-{time.monotonic_ns()}@%h"
         self.loaded_before = self.read_log().count(MODEL_LOADED_MESSAGE)
-        command = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker",
+        options = [
             "--queues", self.queues, "--concurrency", str(self.concurrency),
             "--hostname", name, "--loglevel", "INFO", "--pool", "prefork",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
+        if self.via_cli:
+            command = [sys.executable, "-m", "worker.cli", "worker", *options]
+        else:
+            command = [sys.executable, "-m", "celery", "-A", "worker", "worker", *options]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 command,

@@ -334,6 +334,33 @@ def test_sigkill_of_the_pool_process_reading_a_chunk(
     assert {attempts for _, attempts, _ in statuses(database_url, ids).values()} == {2}
 
 
+def test_a_scan_that_kills_its_worker_twice_is_failed_not_retried_forever(
+    shared, batches: Batches, cells_per_telegram: int
+) -> None:
+    _worker, database_url, broker_url = shared
+    lock = RecognitionLock(database_url)
+    try:
+        [scan_id] = enqueue(database_url, broker_url, batches.take(1), chunk=1)
+        for claim in (1, 2):
+            _backend, child = wait_until(
+                lambda: blocked_worker_backend(database_url), SETTLE, f"claim {claim} blocked"
+            )
+            assert statuses(database_url, [scan_id])[scan_id][:2] == ("processing", claim)
+            os.kill(child, signal.SIGKILL)
+            wait_until(
+                lambda c=child: (blocked_worker_backend(database_url) or (0, 0))[1] != c,
+                SETTLE,
+                "the killed process's session gone",
+            )
+        wait_until(lambda: finished(database_url, [scan_id]), SETTLE, "the scan given up")
+    finally:
+        lock.release()
+    status, attempts, error = statuses(database_url, [scan_id])[scan_id]
+    assert (status, attempts) == ("failed", 2)
+    assert "claimed 2 times without finishing" in error
+    assert_processed_exactly_once(database_url, [], [scan_id], cells_per_telegram)
+
+
 # --- tests with their own worker ---------------------------------------------------------
 
 
@@ -355,7 +382,7 @@ def test_kill_9_of_the_whole_worker_mid_chunk_then_a_new_worker_finishes(
     finally:
         lock.release()
     assert {status for status, _, _ in statuses(database_url, ids).values()} == {"processing"}
-    second = WorkerProcess(env, tmp_path / "second.log").start()
+    second = WorkerProcess(env, tmp_path / "second.log", via_cli=True).start()
     try:
         wait_until(lambda: finished(database_url, ids), SETTLE, "the new worker to finish")
     finally:

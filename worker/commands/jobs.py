@@ -34,18 +34,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker = subparsers.add_parser(
         "worker",
         help="start a Celery worker on the read and reconcile queues",
-        description="Start a Celery worker. Extra arguments go to `celery worker` "
-        "(e.g. --concurrency 4 --loglevel DEBUG).",
+        description="Start a Celery worker (`celery -A worker worker` with these defaults). "
+        "Any other `celery worker` option goes after `--`.",
     )
-    worker.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_OPTION")
+    worker.add_argument(
+        "-c", "--concurrency", type=int, default=default_concurrency(),
+        help="pool processes (default: one per CPU core, %(default)s here)",
+    )  # fmt: skip
+    worker.add_argument("-Q", "--queues", default="read,reconcile", help="(%(default)s)")
+    worker.add_argument("-l", "--loglevel", default="INFO", help="(%(default)s)")
+    worker.add_argument("-n", "--hostname", help="node name (celery's default)")
+    worker.add_argument("-P", "--pool", default="prefork", help="(%(default)s)")
+    for flag in ("--without-gossip", "--without-mingle", "--without-heartbeat"):
+        worker.add_argument(flag, action="store_true", help="as in celery worker")
+    worker.add_argument("celery_args", nargs="*", metavar="-- CELERY_OPTION")
     worker.set_defaults(func=run_worker)
 
     beat = subparsers.add_parser(
         "beat",
         help="schedule the periodic reconciliation (run exactly one beat per deployment)",
-        description="Start Celery beat. Extra arguments go to `celery beat`.",
+        description="Start Celery beat. Other `celery beat` options go after `--`.",
     )
-    beat.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_OPTION")
+    beat.add_argument(
+        "-s", "--schedule", help="schedule state file (default STATE_DIR/celerybeat-schedule)"
+    )
+    beat.add_argument("-l", "--loglevel", default="INFO", help="(%(default)s)")
+    beat.add_argument("celery_args", nargs="*", metavar="-- CELERY_OPTION")
     beat.set_defaults(func=run_beat)
 
     status = subparsers.add_parser("status", help="scans by status, rate, queue, failures")
@@ -124,9 +138,18 @@ def default_concurrency() -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
-    extra = list(args.celery_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
+    if args.concurrency < 1:
+        raise BadInput(f"--concurrency must be at least 1, got {args.concurrency}")
+    argv = [
+        "worker", "--queues", args.queues, "--loglevel", args.loglevel,
+        "--concurrency", str(args.concurrency), "--pool", args.pool,
+    ]  # fmt: skip
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    for flag in ("without_gossip", "without_mingle", "without_heartbeat"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    argv += [arg for arg in args.celery_args if arg != "--"]
     with (
         database_url(settings.database_url, settings.state_dir, keep=True) as db,
         broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
@@ -135,21 +158,19 @@ def run_worker(args: argparse.Namespace) -> int:
         os.environ["ESCRUTINIO_DATABASE_URL"] = db
         os.environ["ESCRUTINIO_BROKER_URL"] = broker
         get_settings.cache_clear()
-        from worker.celery_app import READ_QUEUE, RECONCILE_QUEUE, app, celery_config
+        from worker.celery_app import app, celery_config
 
         app.conf.update(celery_config(get_settings(), broker))
-        argv = ["worker", "--queues", f"{READ_QUEUE},{RECONCILE_QUEUE}", "--loglevel", "INFO"]
-        if not any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in extra):
-            argv += ["--concurrency", str(default_concurrency())]
-        app.worker_main(argv + extra)
+        app.worker_main(argv)
     return 0
 
 
 def run_beat(args: argparse.Namespace) -> int:
     settings = get_settings()
-    extra = list(args.celery_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
+    extra = ["--loglevel", args.loglevel]
+    if args.schedule:
+        extra += ["--schedule", args.schedule]
+    extra += [arg for arg in args.celery_args if arg != "--"]
     with broker_url(settings.broker_url, settings.state_dir, keep=True) as broker:
         os.environ["ESCRUTINIO_BROKER_URL"] = broker
         get_settings.cache_clear()
@@ -158,7 +179,7 @@ def run_beat(args: argparse.Namespace) -> int:
         settings = get_settings()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         app.conf.update(celery_config(settings, broker))
-        app.start(["beat", "--loglevel", "INFO", *extra])
+        app.start(["beat", *extra])
     return 0
 
 
