@@ -234,8 +234,24 @@ class _Group:
         self.area += other.area
 
 
-def _is_line_remnant(group: _Group, height: int, width: int) -> bool:
-    """A long thin piece lying along a cell edge: what ruled-line removal left behind."""
+def _is_line_remnant(group: _Group, height: int, width: int, lines: Box | None = None) -> bool:
+    """A long thin piece lying along a cell edge: what ruled-line removal left behind.
+    With ``lines`` (see ``strip_edge_lines``), also a thin piece (after merging: a column of
+    dots) lying on one of the cell's lines."""
+    if lines is not None:
+        x_left, y_top, x_right, y_bottom = lines
+        cell_h = max(1, y_bottom - y_top)
+        reach_x, reach_y = max(2, round(0.03 * width)), max(2, round(0.06 * height))
+        on_vertical = any(
+            x - reach_x <= group.x0 and group.x1 <= x + reach_x + 1 for x in (x_left, x_right)
+        )
+        if on_vertical and group.height >= 0.5 * cell_h:
+            return True
+        on_horizontal = any(
+            y - reach_y <= group.y0 and group.y1 <= y + reach_y + 1 for y in (y_top, y_bottom)
+        )
+        if on_horizontal and group.width >= max(3 * group.height, 0.5 * cell_h):
+            return True
     margin_y = max(2, round(0.08 * height))
     margin_x = max(2, round(0.08 * width))
     thin_h = group.height <= max(3, 0.1 * height)
@@ -254,12 +270,13 @@ def strip_edge_lines(mask: np.ndarray, lines: Box | None = None) -> np.ndarray:
 
     lines: where the cell's ruled lines run in this crop, (x_left, y_top, x_right, y_bottom)
     in crop pixels (a crop cut with a margin around the cell); None = at the crop's edges.
-    Near each horizontal line (+-max(2, 6% of the height) rows; the outer 12% of the rows when
-    ``lines`` is None), (gap-bridged) horizontal runs at least max(30% of the width, 80% of the
-    height) long are erased; near each vertical line (+-max(2, 3% of the width) columns; the
-    outer 6% when None), vertical runs at least 70% of the distance between the horizontal
-    lines. A digit's own strokes are never that long (a 5's flag, a 7's bar are about half a
-    digit wide). (H, W) bool -> (H, W) bool copy."""
+    Near each horizontal line (+-max(2, 6% of the height) rows), horizontal runs at least
+    max(25% of the cell's width, its height) long are erased; near each vertical line
+    (+-max(2, 3% of the width) columns), vertical runs at least 70% of the cell's height; runs
+    bridge gaps up to 20% of the cell's height (dotted lines). When ``lines`` is None: the
+    outer 12% of the rows, runs max(30% of the width, 80% of the height), the outer 6% of
+    the columns, runs 70% of the height, gaps up to 3 px. A digit's own strokes are seldom
+    that long (a 5's flag, a 7's bar are about half a digit wide). (H, W) bool -> copy."""
     height, width = mask.shape
     out = mask.copy()
     if lines is None:
@@ -267,18 +284,21 @@ def strip_edge_lines(mask: np.ndarray, lines: Box | None = None) -> np.ndarray:
         row_bands = [(0, band_y), (height - band_y, height)]
         col_bands = [(0, band_x), (width - band_x, width)]
         cell_h = height
+        need_x = max(0.3 * width, 0.8 * height)
+        gap = 3
     else:
         x_left, y_top, x_right, y_bottom = lines
         reach_y, reach_x = max(2, round(0.06 * height)), max(2, round(0.03 * width))
         row_bands = [(y - reach_y, y + reach_y + 1) for y in (y_top, y_bottom)]
         col_bands = [(x - reach_x, x + reach_x + 1) for x in (x_left, x_right)]
         cell_h = max(1, y_bottom - y_top)
-    need_x = max(0.3 * width, 0.8 * height)
+        need_x = max(0.25 * (x_right - x_left), 1.0 * cell_h)
+        gap = max(3, round(0.2 * cell_h))  # dotted remnants of halftone lines
     for lo, hi in row_bands:
         lo, hi = max(0, lo), min(height, hi)
         if hi <= lo:
             continue
-        lengths, starts, ends = _longest_runs(mask[lo:hi], gap=3)
+        lengths, starts, ends = _longest_runs(mask[lo:hi], gap=gap)
         for row in np.flatnonzero(lengths >= need_x):
             out[lo + row, starts[row] : ends[row]] = False
     need_y = 0.7 * cell_h
@@ -286,7 +306,7 @@ def strip_edge_lines(mask: np.ndarray, lines: Box | None = None) -> np.ndarray:
         lo, hi = max(0, lo), min(width, hi)
         if hi <= lo:
             continue
-        lengths, starts, ends = _longest_runs(mask[:, lo:hi].T, gap=3)
+        lengths, starts, ends = _longest_runs(mask[:, lo:hi].T, gap=gap)
         for col in np.flatnonzero(lengths >= need_y):
             out[starts[col] : ends[col], lo + col] = False
     return out
@@ -625,8 +645,8 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     groups = [_group_of(stats, label) for label in range(1, count)]
-    remnants = [g for g in groups if _is_line_remnant(g, height, width)]
-    groups = [g for g in groups if not _is_line_remnant(g, height, width)]
+    remnants = [g for g in groups if _is_line_remnant(g, height, width, lines)]
+    groups = [g for g in groups if not _is_line_remnant(g, height, width, lines)]
 
     struck = False
     if groups:
@@ -641,6 +661,9 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
 
     groups = [g for g in groups if g.area >= 3]
     groups = _merge_overlapping(groups)
+    if lines is not None:  # dotted lines only show as remnants once their dots are merged
+        remnants += [g for g in groups if _is_line_remnant(g, height, width, lines)]
+        groups = [g for g in groups if not _is_line_remnant(g, height, width, lines)]
     # Erasing a strike also erases what it covered (a 4's bar): reattach farther pieces.
     groups, specks = _attach_small(groups, reach=0.4 if struck else 0.15)
 
