@@ -236,3 +236,16 @@ def test_remnants_of_the_cells_lines_inside_a_margin_are_cut_away_when_located()
     unlocated = segment_cell(cell)  # negative control: the line joins everything in one piece
     assert len(unlocated.pieces) == 1
     assert unlocated.pieces[0].box[2] - unlocated.pieces[0].box[0] > 0.8 * width
+
+
+def test_dotted_line_remnant_on_a_located_line_is_dropped():
+    cell, _ = compose([digit(2, 1), digit(7, 1)], gaps=[6], height=44, margin=14)
+    height, width = cell.shape
+    lines = (6, 6, width - 6, height - 6)
+    for y in range(6, height - 6, 6):  # the left line as a column of dots
+        cell[y : y + 2, 5:7] = 30
+    located = segment_cell(cell, lines=lines)
+    assert len(located.digits) == 2
+    assert all(d.box[0] > 10 for d in located.digits)
+    unlocated = segment_cell(cell)  # negative control: the dots stay as a piece
+    assert any(p.box[0] <= 6 for p in unlocated.pieces)
