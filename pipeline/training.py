@@ -295,6 +295,7 @@ def save_model(model, facts: dict, out: Path, metrics: dict | None = None) -> di
         "name": model.name,
         "file": out.name,
         "sha256": sha256_file(out),
+        "weights_sha256": weights_sha256(clean),
         "parameters": int(model.count_params()),
         "num_classes": int(model.output_shape[-1]),
         "input": "(N, 28, 28) grey levels 0..255, white ink on black (pipeline.reframe)",
@@ -303,6 +304,15 @@ def save_model(model, facts: dict, out: Path, metrics: dict | None = None) -> di
     }
     card_path(out).write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 of the weights' bytes: equal for equal training runs, unlike the .keras file's
+    own hash (the zip archive stores timestamps)."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def card_path(model_file: Path) -> Path:
