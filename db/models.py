@@ -388,6 +388,11 @@ class CellVerdict(Base):
     #: Whether the column satisfies the sum rule (see ``db.reconcile``).
     reading_column_consistent: Mapped[bool | None] = mapped_column()
     manual_column_consistent: Mapped[bool | None] = mapped_column()
+    #: The envelopes the column must add up to (official sobres, else the telegram's and the
+    #: typed sums' majority; see migration 0003) and whether this cell's reading, or the
+    #: confident readings of all the column's disagreeing cells, make the typed column add up.
+    envelopes: Mapped[int | None] = mapped_column(Integer)
+    manual_column_repairable: Mapped[bool | None] = mapped_column()
 
 
 class ReconcileDirtyMesa(Base):

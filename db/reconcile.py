@@ -5,20 +5,29 @@ latest done scan (view ``v_current_recognition``), and the manual side is the me
 latest election holding that code. Cells are matched on the natural keys (cargo_id, votos_tipo,
 agrupacion_id, lista_numero); the telegram's TOTAL cells are evidence, not cells to judge.
 
-Per column (mesa x office):
+Per mesa, the *envelopes* every column must add up to: the official per-mesa sobres when
+known, else the value most of the telegram's header sobres, its columns' TOTAL cells and the
+typed column sums agree on (ties: the header's), so one misread total or one mistyped column
+does not move it. Per column (mesa x office):
 - the reading column is *consistent* when every cell was read and the non-total cells add up
   to the TOTAL cell and to the header's sobres as read (each one that was read; at least one);
-- the manual column is *consistent* when the typed entries add up to the sobres (the official
-  per-mesa header if known, else the telegram's header, else the telegram's TOTAL).
+- the manual column is *consistent* when the typed entries add up to the envelopes;
+- the manual column is *repairable* by a cell's reading when replacing the cell's typed value
+  by its reading, or the typed values of all the column's confidently read disagreeing cells
+  by their readings, makes the column add up to the envelopes.
 
 Per cell, the first rule that applies:
   MISSING_READING  no reading for the cell (no done scan, or the reading lacks that cell);
   MISSING_MANUAL   no typed entry for the cell;
   MATCH            both values equal;
   READING_UNSURE   the reading has no value, is below the confidence threshold, or carries a
-                   review flag (pipeline.decode.REVIEW_FLAGS): a person looks;
-  MANUAL_SUSPECT   the reading column is consistent and the manual column is not (the
-                   telegram says 121, the column sums to the 275 envelopes, the typed entry is 21);
+                   review flag about the cell itself (ILLEGIBLE, LOW_CONFIDENCE, STRUCK_THROUGH);
+  MANUAL_SUSPECT   the manual column is not consistent, and either the reading column is (the
+                   telegram says 121, the column sums to the 275 envelopes, the typed entry is
+                   21) or the confident readings repair the typed column (a misread neighbour
+                   spoils the reading column's sum, but this cell's reading is exactly what
+                   the typed column lacks);
+  READING_UNSURE   the reading carries a column or header review flag (SUM_MISMATCH, ...);
   READING_SUSPECT  otherwise: they disagree and the typed side is the consistent one (or
                    neither side is, in which case the official data is presumed right).
 
@@ -38,7 +47,11 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Connection, text
 
 from db.session import get_engine
-from pipeline.decode import REVIEW_FLAGS
+from pipeline.decode import REVIEW_FLAGS, Flag
+
+#: Review flags about the cell itself; SUM_MISMATCH and HEADER_MISMATCH are about its column
+#: or the header, i.e. possibly about other cells.
+CELL_REVIEW_FLAGS = REVIEW_FLAGS - {Flag.SUM_MISMATCH, Flag.HEADER_MISMATCH}
 
 #: Key of the advisory lock that serialises reconciliation runs.
 RECONCILE_LOCK_ID = 0x7265636F
@@ -128,25 +141,56 @@ _STEPS = [
                AND m.votos_tipo = r.votos_tipo
                AND coalesce(m.agrupacion_id, -1) = coalesce(r.agrupacion_id, -1)
                AND coalesce(m.lista_numero, '') = coalesce(r.lista_numero, '')
+          ), confident_change AS (
+              -- per column: what replacing the typed values of the confidently read,
+              -- disagreeing cells by their readings adds to the typed sum
+              SELECT mesa_code, cargo_id, sum(reading_value - manual_value) AS delta
+              FROM cell
+              WHERE reading_value <> manual_value
+                AND reading_confidence >= :threshold
+                AND NOT reading_flags && CAST(:cell_review_flags AS text[])
+              GROUP BY mesa_code, cargo_id
+          ), envelope_candidate AS (
+              SELECT mesa_code, sobres AS envelopes, true AS from_header
+              FROM rc_recognition WHERE sobres IS NOT NULL
+              UNION ALL
+              SELECT mesa_code, column_total, false
+              FROM reading_column WHERE column_total IS NOT NULL
+              UNION ALL
+              SELECT mesa_code, column_sum, false FROM manual_column
+          ), voted_envelopes AS (
+              SELECT DISTINCT ON (mesa_code) mesa_code, envelopes
+              FROM envelope_candidate
+              GROUP BY mesa_code, envelopes
+              ORDER BY mesa_code, count(*) DESC, bool_or(from_header) DESC, envelopes
           ), evidence AS (
               SELECT c.*, rm.mesa_id, rr.scan_id, rr.recognition_id,
                      mc.column_sum AS manual_column_sum, rc.column_sum AS reading_column_sum,
                      rc.column_total AS reading_column_total, rr.sobres AS reading_sobres,
                      rm.sobres AS manual_sobres,
+                     coalesce(rm.sobres, ve.envelopes) AS envelopes,
                      coalesce(rc.unread = 0
                               AND coalesce(rc.column_total, rr.sobres) IS NOT NULL
                               AND (rc.column_total IS NULL OR rc.column_sum = rc.column_total)
                               AND (rr.sobres IS NULL OR rc.column_sum = rr.sobres), false)
                          AS reading_column_consistent,
-                     coalesce(mc.column_sum = coalesce(rm.sobres, rr.sobres, rc.column_total),
-                              false) AS manual_column_consistent
+                     coalesce(mc.column_sum = coalesce(rm.sobres, ve.envelopes), false)
+                         AS manual_column_consistent,
+                     coalesce(c.manual_value <> c.reading_value
+                              AND coalesce(rm.sobres, ve.envelopes) IN (
+                                  mc.column_sum - c.manual_value + c.reading_value,
+                                  mc.column_sum + cc.delta), false)
+                         AS manual_column_repairable
               FROM cell c
               LEFT JOIN rc_mesa rm ON rm.mesa_code = c.mesa_code
               LEFT JOIN rc_recognition rr ON rr.mesa_code = c.mesa_code
+              LEFT JOIN voted_envelopes ve ON ve.mesa_code = c.mesa_code
               LEFT JOIN reading_column rc
                      ON rc.mesa_code = c.mesa_code AND rc.cargo_id = c.cargo_id
               LEFT JOIN manual_column mc
                      ON mc.mesa_code = c.mesa_code AND mc.cargo_id = c.cargo_id
+              LEFT JOIN confident_change cc
+                     ON cc.mesa_code = c.mesa_code AND cc.cargo_id = c.cargo_id
           )
           SELECT e.*,
                  CASE
@@ -154,10 +198,14 @@ _STEPS = [
                    WHEN e.manual_entry_id IS NULL THEN 'MISSING_MANUAL'
                    WHEN e.reading_value = e.manual_value THEN 'MATCH'
                    WHEN e.reading_value IS NULL OR e.reading_confidence < :threshold
-                        OR e.reading_flags && CAST(:review_flags AS text[])
+                        OR e.reading_flags && CAST(:cell_review_flags AS text[])
                         THEN 'READING_UNSURE'
-                   WHEN e.reading_column_consistent AND NOT e.manual_column_consistent
+                   WHEN NOT e.manual_column_consistent
+                        AND ((e.reading_column_consistent
+                              AND NOT e.reading_flags && CAST(:review_flags AS text[]))
+                             OR e.manual_column_repairable)
                         THEN 'MANUAL_SUSPECT'
+                   WHEN e.reading_flags && CAST(:review_flags AS text[]) THEN 'READING_UNSURE'
                    ELSE 'READING_SUSPECT'
                  END AS verdict
           FROM evidence e""",
@@ -179,6 +227,7 @@ _EVIDENCE_COLUMNS = (
     "reading_confidence", "manual_column_sum", "reading_column_sum", "mesa_id", "scan_id",
     "recognition_id", "reading_flags", "reading_digits", "reading_column_total",
     "reading_sobres", "manual_sobres", "reading_column_consistent", "manual_column_consistent",
+    "envelopes", "manual_column_repairable",
 )  # fmt: skip
 _KEY_COLUMNS = ("mesa_code", "cargo_id", "votos_tipo", "agrupacion_id", "lista_numero")
 
@@ -265,7 +314,11 @@ def reconcile_on(
         connection.execute(text("DROP TABLE rc_batch"))
         return ReconcileStats(full=full, seconds=time.perf_counter() - started)
     connection.execute(text("ANALYZE rc_batch"))
-    parameters = {"threshold": threshold, "review_flags": sorted(REVIEW_FLAGS)}
+    parameters = {
+        "threshold": threshold,
+        "review_flags": sorted(REVIEW_FLAGS),
+        "cell_review_flags": sorted(CELL_REVIEW_FLAGS),
+    }
     for table, query in [*_STEPS, _DIFF]:
         connection.execute(text(f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {query}"), parameters)
         if table in _ANALYZED:

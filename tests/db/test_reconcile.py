@@ -258,3 +258,69 @@ def test_a_mesa_marked_again_during_a_run_stays_dirty_for_the_next(database_url,
         ]
     reconcile(database_url)
     assert _only(database_url)[key(MESA, 1, 0)] == "MANUAL_SUSPECT"
+
+
+def test_a_typing_error_is_found_even_when_a_neighbour_is_misread(database_url, tmp_path):
+    # Typed 21 for 121; on the telegram the 40 was read as 46 with low confidence, so the
+    # reading column adds up to 281 and the decoder flagged the column SUM_MISMATCH.
+    import_typed(database_url, tmp_path / "r.csv", {MESA: {1: [21, *COLUMN_275[1:]]}})
+    column = [
+        CellRead(121, flags=["SUM_MISMATCH"]),
+        CellRead(100, flags=["SUM_MISMATCH"]),
+        CellRead(46, confidence=0.6, flags=["LOW_CONFIDENCE", "SUM_MISMATCH"]),
+        CellRead(10, flags=["SUM_MISMATCH"]),
+        CellRead(4, flags=["SUM_MISMATCH"]),
+    ]
+    add_reading(database_url, MESA, {1: column}, sobres=275, totals={1: 275})
+
+    reconcile(database_url)
+
+    found = verdicts(database_url)
+    typo = found[key(MESA, 1, 0)]
+    assert typo["verdict"] == "MANUAL_SUSPECT"
+    assert not typo["reading_column_consistent"] and typo["manual_column_repairable"]
+    assert typo["envelopes"] == 275
+    assert found[key(MESA, 1, 2)]["verdict"] == "READING_UNSURE"  # the misread neighbour
+
+
+def test_two_typing_errors_in_one_column_are_both_found(database_url, tmp_path):
+    typed = [21, 100, 4, 10, 4]  # 121 -> 21 and 40 -> 4: the typed column adds up to 139
+    import_typed(database_url, tmp_path / "r.csv", {MESA: {1: typed}})
+    add_reading(database_url, MESA, {1: COLUMN_275}, sobres=275)
+
+    reconcile(database_url)
+
+    found = _only(database_url)
+    assert [found[key(MESA, 1, i)] for i in range(5)] == [
+        "MANUAL_SUSPECT", "MATCH", "MANUAL_SUSPECT", "MATCH", "MATCH",
+    ]  # fmt: skip
+
+
+def test_a_confident_misreading_does_not_repair_a_correct_typed_column(database_url, tmp_path):
+    # Typed right; read 127 for 121 confidently while another cell is flagged: the typed
+    # column already adds up, so nothing points at the typist.
+    import_typed(database_url, tmp_path / "r.csv", {MESA: {1: COLUMN_275}})
+    column = [CellRead(127, flags=["SUM_MISMATCH"]), 100, 40, 10, 4]
+    add_reading(database_url, MESA, {1: column}, sobres=275, totals={1: 275})
+
+    reconcile(database_url)
+
+    cell = verdicts(database_url)[key(MESA, 1, 0)]
+    assert cell["verdict"] == "READING_UNSURE" and not cell["manual_column_repairable"]
+
+
+def test_the_envelopes_are_what_most_of_the_telegram_and_the_typed_sums_agree_on(
+    database_url, tmp_path
+):
+    # The header's sobres was misread (215); three columns' totals and typed sums say 275.
+    import_typed(
+        database_url, tmp_path / "r.csv",
+        {MESA: {1: [21, *COLUMN_275[1:]], 2: COLUMN_275, 3: COLUMN_275}},
+    )  # fmt: skip
+    add_reading(database_url, MESA, {1: COLUMN_275, 2: COLUMN_275, 3: COLUMN_275}, sobres=215)
+
+    reconcile(database_url)
+
+    typo = verdicts(database_url)[key(MESA, 1, 0)]
+    assert typo["envelopes"] == 275 and typo["reading_sobres"] == 215
+    assert typo["verdict"] == "MANUAL_SUSPECT"  # repaired: 175 - 21 + 121 = 275
