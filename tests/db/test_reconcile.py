@@ -324,3 +324,18 @@ def test_the_envelopes_are_what_most_of_the_telegram_and_the_typed_sums_agree_on
     typo = verdicts(database_url)[key(MESA, 1, 0)]
     assert typo["envelopes"] == 275 and typo["reading_sobres"] == 215
     assert typo["verdict"] == "MANUAL_SUSPECT"  # repaired: 175 - 21 + 121 = 275
+
+
+def test_a_typing_error_next_to_a_confident_misreading_is_still_found(database_url, tmp_path):
+    # Typed 21 for 121; the 40 was read as 46, confidently: replacing both typed values gives
+    # 281, but the typist's 21 alone replaced by the reading gives the 275 envelopes.
+    import_typed(database_url, tmp_path / "r.csv", {MESA: {1: [21, *COLUMN_275[1:]]}})
+    column = [CellRead(v, flags=["SUM_MISMATCH"]) for v in (121, 100, 46, 10, 4)]
+    add_reading(database_url, MESA, {1: column}, sobres=275, totals={1: 275})
+
+    reconcile(database_url)
+
+    found = verdicts(database_url)
+    assert found[key(MESA, 1, 0)]["verdict"] == "MANUAL_SUSPECT"
+    misread = found[key(MESA, 1, 2)]
+    assert misread["verdict"] == "READING_UNSURE" and not misread["manual_column_repairable"]
