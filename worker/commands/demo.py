@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -128,16 +129,32 @@ def _wait_until_ready(
     raise EscrutinioError(f"the worker was not ready after {timeout:.0f} s; see {log}")
 
 
-def _wait_for_scans(db: str, total: int, worker: subprocess.Popen, log: Path, timeout: float):
+def _path_prefix(outdir: Path) -> str:
+    """A LIKE pattern matching the registered paths of the scans under ``outdir``."""
+    folder = str((outdir / "scans").resolve())
+    return folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+
+
+def _wait_for_scans(
+    db: str, outdir: Path, total: int, worker: subprocess.Popen, log: Path, timeout: float
+) -> None:
     engine = get_engine(db)
     deadline = time.monotonic() + timeout
     with tqdm(total=total, unit=" scans", desc="read") as bar:
         while True:
             with engine.connect() as connection:
-                state = scans.queue_status(connection)
-            finished = state.scans["done"] + state.scans["failed"]
+                counts = dict(
+                    connection.execute(
+                        text(
+                            "SELECT status, count(*) FROM scan WHERE path LIKE :prefix "
+                            "GROUP BY status"
+                        ),
+                        {"prefix": _path_prefix(outdir)},
+                    ).all()
+                )
+            finished = counts.get("done", 0) + counts.get("failed", 0)
             bar.n = finished
-            bar.set_postfix(failed=state.scans["failed"], refresh=False)
+            bar.set_postfix(failed=counts.get("failed", 0), refresh=False)
             bar.refresh()
             if finished >= total:
                 return
@@ -179,21 +196,32 @@ def _injected_errors(outdir: Path) -> set[tuple]:
 def demo_report(db: str, outdir: Path, seconds: float) -> dict[str, object]:
     """Speed, cells read, accuracy (vs the typed entries and vs the synthetic truth)."""
     settings = get_settings()
+    truth = _truth(outdir)
+    scope = {"prefix": _path_prefix(outdir), "mesas": sorted({key[0] for key in truth})}
     with get_engine(db).connect() as connection:
         counts = dict(
-            connection.execute(text("SELECT status, count(*) FROM scan GROUP BY status")).all()
+            connection.execute(
+                text("SELECT status, count(*) FROM scan WHERE path LIKE :prefix GROUP BY status"),
+                scope,
+            ).all()
         )
         cells = connection.execute(
             text(
                 "SELECT r.mesa_code, c.cargo_id, c.votos_tipo, c.agrupacion_id, c.lista_numero, "
                 "c.value, c.confidence, c.flags FROM cell_reading c "
                 "JOIN recognition r ON r.id = c.recognition_id AND r.is_current "
-                "WHERE c.votos_tipo <> 'TOTAL'"
-            )
+                "JOIN scan s ON s.id = r.scan_id "
+                "WHERE c.votos_tipo <> 'TOTAL' AND s.path LIKE :prefix"
+            ),
+            scope,
         ).all()
         verdicts = dict(
             connection.execute(
-                text("SELECT verdict, count(*) FROM cell_verdict GROUP BY verdict")
+                text(
+                    "SELECT verdict, count(*) FROM cell_verdict "
+                    "WHERE mesa_code = ANY(:mesas) GROUP BY verdict"
+                ),
+                scope,
             ).all()
         )
         suspected = {
@@ -201,8 +229,10 @@ def demo_report(db: str, outdir: Path, seconds: float) -> dict[str, object]:
             for row in connection.execute(
                 text(
                     "SELECT mesa_code, cargo_id, votos_tipo, agrupacion_id, lista_numero "
-                    "FROM cell_verdict WHERE verdict = 'MANUAL_SUSPECT'"
-                )
+                    "FROM cell_verdict WHERE verdict = 'MANUAL_SUSPECT' "
+                    "AND mesa_code = ANY(:mesas)"
+                ),
+                scope,
             )
         }
         manual = {
@@ -213,11 +243,11 @@ def demo_report(db: str, outdir: Path, seconds: float) -> dict[str, object]:
                     "l.lista_numero, e.votos_cantidad FROM manual_entry e "
                     "JOIN mesa m ON m.id = e.mesa_id JOIN office o ON o.id = e.office_id "
                     "LEFT JOIN party_list l ON l.id = e.list_id "
-                    "LEFT JOIN party p ON p.id = l.party_id"
-                )
+                    "LEFT JOIN party p ON p.id = l.party_id WHERE m.mesa_code = ANY(:mesas)"
+                ),
+                scope,
             )
         }
-    truth = _truth(outdir)
     injected = _injected_errors(outdir)
     keyed = [(tuple(row[:5]), row.value, row.confidence, row.flags) for row in cells]
     vs_truth = [value == truth[key] for key, value, _, _ in keyed if key in truth]
@@ -274,6 +304,10 @@ def _print_report(report: dict[str, object], db: str) -> None:
     print("stop the embedded servers with: escrutinio services stop")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise BadInput(f"--count must be at least 1, got {args.count}")
@@ -282,6 +316,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from worker.celery_app import make_app
     from worker.queueing import register_files, send_pending
 
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the worker is stopped on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = get_settings()
     resolve_model(str(settings.model_path or settings.model))  # a missing model stops us here
     outdir = args.outdir or settings.state_dir / "demo" / f"seed{args.seed}-n{args.count}"
@@ -308,14 +344,19 @@ def run_demo(args: argparse.Namespace) -> int:
                 print("these scans were registered by an earlier run: failed ones are retried")
             with engine.begin() as connection:
                 scans.reset_for_retry(connection)
+            # Several chunks per process keep every process busy to the end.
+            chunk = max(1, min(settings.chunk_size, math.ceil(len(files) / (4 * args.workers))))
             app = make_app(settings, broker)
             try:
-                send_pending(engine, app, broker, settings.chunk_size)
+                send_pending(engine, app, broker, chunk)
             finally:
                 app.close()
             with engine.connect() as connection:
-                total = connection.execute(text("SELECT count(*) FROM scan")).scalar_one()
-            _wait_for_scans(db, total, worker, log, args.timeout)
+                total = connection.execute(
+                    text("SELECT count(*) FROM scan WHERE path LIKE :prefix"),
+                    {"prefix": _path_prefix(outdir)},
+                ).scalar_one()
+            _wait_for_scans(db, outdir, total, worker, log, args.timeout)
             seconds = time.monotonic() - started
         finally:
             stop_worker(worker)
