@@ -147,7 +147,15 @@ def run_review_export(args: argparse.Namespace) -> int:
                 crop_path = f"crops/{index:06d}.png"
                 (args.outdir / crop_path).write_bytes(crop)
                 with_crop += 1
-            writer.writerow({**cell, "value": "", "crop": crop_path})
+            writer.writerow(
+                {
+                    **cell,
+                    "value": "",
+                    "reading_flags": " ".join(cell["reading_flags"] or []),
+                    "box": " ".join(str(v) for v in cell["box"] or []),
+                    "crop": crop_path,
+                }
+            )
     print(
         f"wrote {len(cells)} cells needing a person to {args.outdir / 'review.csv'} "
         f"({with_crop} with a crop in {crops_dir}); fill in the value column and run "
