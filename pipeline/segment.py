@@ -182,8 +182,9 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     of the ink's horizontal extent and is at least 1.1x the ink's height (longer than the
     bar of a 7 or a 4, which are about half a digit's height, and than most single digits are
     wide), lying in the middle 20-80% of the ink's height (a 5's flag, a 7's top or a 2's base
-    are at the top or bottom). A strike across a single narrow digit (a 1) is not told from
-    a 7's or 4's bar and is missed.
+    are at the top or bottom), and sticking out at least max(2 px, 5% of the height) beyond
+    the rest of the ink on one side. A strike across a single narrow digit (a 1) is not told
+    from a 7's or 4's bar and is missed.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
@@ -195,14 +196,26 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     needed = max(0.85 * ink_w, 1.1 * ink_h)
     if mask.sum(axis=1).max() < 0.7 * needed:  # no row holds enough ink for such a run
         return None
-    lengths, _, _ = _longest_runs(mask, gap=max(1, ink_h // 15))
+    lengths, starts, ends = _longest_runs(mask, gap=max(1, ink_h // 15))
     long_rows = np.flatnonzero(lengths >= needed)
     if long_rows.size == 0:
         return None
     r0, r1 = int(long_rows[0]), int(long_rows[-1]) + 1
     thin = (r1 - r0) <= max(2, 0.2 * ink_h) and (r1 - r0) == long_rows.size
     middle = top + 0.2 * ink_h <= (r0 + r1) / 2 <= top + 0.8 * ink_h
-    return (r0, r1) if thin and middle else None
+    if not (thin and middle):
+        return None
+    # A pen crossing out a number overshoots it on at least one side; a digit's own middle
+    # stroke (a 2's or a 7's bar) ends where the digit does.
+    rest = mask.copy()
+    spread = max(2, round(0.1 * ink_h))  # a slanted strike's rows that fell short of `needed`
+    rest[max(0, r0 - spread) : r1 + spread] = False
+    rest_cols = np.flatnonzero(rest.any(axis=0))
+    if rest_cols.size == 0:
+        return None
+    run_start, run_end = int(starts[long_rows].min()), int(ends[long_rows].max())
+    overshoot = max(int(rest_cols[0]) - run_start, run_end - int(rest_cols[-1]) - 1)
+    return (r0, r1) if overshoot >= max(2, 0.05 * ink_h) else None
 
 
 # --------------------------------------------------------------------------- components
