@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import cv2
 import numpy as np
@@ -77,7 +79,10 @@ def test_report_html_is_one_page_with_plots_and_crops(cli_database, capsys, tmp_
 
     assert code == 0 and "suspected data-entry errors: 1" in out
     page = page_path.read_text(encoding="utf-8")
-    assert page.count("<svg") == 3  # confusion, coverage-accuracy, by district
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 3  # confusion, coverage-accuracy, by district
+    for svg in svgs:
+        ElementTree.fromstring(svg)  # well-formed, or this raises
     # crops of the suspected error and of the least confident cell, inlined
     assert page.count("data:image/png;base64,") == 2
     assert 'src="http' not in page and "href=" not in page
