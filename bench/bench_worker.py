@@ -6,7 +6,9 @@ are registered and enqueued, and the clock stops when every scan is done (its re
 committed) or failed. Reported per run: telegrams/s end to end, the reading-only rate
 (first claim to last commit), and the worker's peak RSS (main process + pool, sampled).
 Then a projection: how many 2-core machines like this one read 104,000 telegrams in 30
-minutes, and how long registering 100,000 scan files takes (hash + multi-row inserts).
+minutes, from the measured rate and, because this machine is shared, also from the CPU
+seconds the worker spent per telegram (what idle cores would deliver); and how long
+registering 100,000 scan files takes (hash + multi-row inserts).
 
     .venv/bin/python bench/bench_worker.py                      # embedded servers
     .venv/bin/python bench/bench_worker.py --count 32 --processes 2 --chunks 8
@@ -121,8 +123,22 @@ def rss_bytes(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
+def worker_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the worker's main process and its pool so far."""
+    total = 0.0
+    try:
+        main = psutil.Process(pid)
+        for process in [main, *main.children()]:
+            times = process.cpu_times()
+            total += times.user + times.system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], chunk: int):
     engine = get_engine(db)
+    cpu_before = worker_cpu_seconds(worker.pid)
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE scan, recognition, cell_reading CASCADE"))
     settings = load_settings(database_url=db, broker_url=broker)
@@ -145,6 +161,7 @@ def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], 
             raise SystemExit("the worker died during the run")
         time.sleep(0.2)
     seconds = time.perf_counter() - started
+    cpu_seconds = worker_cpu_seconds(worker.pid) - cpu_before
     with engine.connect() as connection:
         row = connection.execute(
             text(
@@ -165,6 +182,9 @@ def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], 
         "reading_only_per_second": round(len(files) / float(row.reading), 3)
         if row.reading
         else None,
+        # CPU the worker spent per telegram: what an idle machine's cores would deliver,
+        # whatever else ran on this (shared) machine meanwhile.
+        "worker_cpu_seconds_per_telegram": round(cpu_seconds / len(files), 3),
         "peak_rss_mb": round(peak_total / 2**20),
         "peak_rss_per_process_mb": round(peak_child / 2**20),
     }
@@ -250,6 +270,8 @@ def main() -> int:
     for run in results["runs"]:
         best[run["processes"]] = max(best.get(run["processes"], 0), run["telegrams_per_second"])
     two_core_rate = best.get(2) or 2 * best.get(1, 0)
+    cpu_per_telegram = min(run["worker_cpu_seconds_per_telegram"] for run in results["runs"])
+    idle_two_core_rate = 2 / cpu_per_telegram if cpu_per_telegram else 0
     needed = NATIONAL_TELEGRAMS / WINDOW_SECONDS
     register_seconds = 100_000 / per_file + 100_000 * scan_mb / megabytes_per_second
     results["projection"] = {
@@ -258,6 +280,11 @@ def main() -> int:
         "two_core_machine_telegrams_per_second": round(two_core_rate, 3),
         "two_core_machines_for_104000_in_30_min": math.ceil(needed / two_core_rate)
         if two_core_rate
+        else None,
+        "worker_cpu_seconds_per_telegram": cpu_per_telegram,
+        "idle_two_core_machine_telegrams_per_second": round(idle_two_core_rate, 2),
+        "idle_two_core_machines_for_104000_in_30_min": math.ceil(needed / idle_two_core_rate)
+        if idle_two_core_rate
         else None,
         "register_small_files_per_second": round(per_file),
         "register_hash_mb_per_second": round(megabytes_per_second, 1),
