@@ -329,8 +329,22 @@ def _x_overlap(a: _Group, b: _Group) -> int:
     return min(a.x1, b.x1) - max(a.x0, b.x0)
 
 
+def _stacked(a: _Group, b: _Group) -> bool:
+    """One piece above the other, close, together narrow: a stroke broken across (a slanted 1
+    whose halves barely overlap in x). Side-by-side digits share most of their rows instead."""
+    y_overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if y_overlap > 0.3 * min(a.height, b.height):
+        return False
+    tall = max(a.y1, b.y1) - min(a.y0, b.y0)
+    wide = max(a.x1, b.x1) - min(a.x0, b.x0)
+    gap_y = max(0, -y_overlap)
+    gap_x = max(0, -_x_overlap(a, b))
+    return gap_y <= 0.2 * tall and gap_x <= max(2, 0.05 * tall) and wide <= 0.6 * tall
+
+
 def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
-    """Merge pieces that share >= half of the narrower one's width: one digit drawn in parts."""
+    """Merge pieces that share >= half of the narrower one's width, or that are ``_stacked``:
+    one digit drawn in parts."""
     merged = True
     while merged:
         merged = False
@@ -338,7 +352,7 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
                 a, b = groups[i], groups[j]
-                if _x_overlap(a, b) >= 0.5 * min(a.width, b.width):
+                if _x_overlap(a, b) >= 0.5 * min(a.width, b.width) or _stacked(a, b):
                     a.absorb(b)
                     del groups[j]
                     merged = True

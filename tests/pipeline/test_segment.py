@@ -249,3 +249,12 @@ def test_dotted_line_remnant_on_a_located_line_is_dropped():
     assert all(d.box[0] > 10 for d in located.digits)
     unlocated = segment_cell(cell)  # negative control: the dots stay as a piece
     assert any(p.box[0] <= 6 for p in unlocated.pieces)
+
+
+def test_slanted_one_broken_across_is_one_digit():
+    one = np.zeros((28, 14), np.uint8)
+    cv2.line(one, (11, 2), (7, 12), 255, 2)  # upper half
+    cv2.line(one, (5, 15), (2, 26), 255, 2)  # lower half, a pen lift between
+    cell, _ = compose([one, digit(5, 3)], gaps=[7])
+    assert cv2.connectedComponents((cell < 128).astype(np.uint8))[0] - 1 == 3
+    assert len(segment_cell(cell).digits) == 2
