@@ -104,9 +104,18 @@ def hash_files(paths: Sequence[Path], threads: int | None = None) -> Iterator[Sc
         yield from pool.map(hash_file, paths, chunksize=64)
 
 
+# Statements are built once: executed with a list of rows, SQLAlchemy sends them as
+# batched multi-row INSERTs ("insertmanyvalues") without recompiling them per call, as a
+# `.values(rows)` statement would (that compilation dominated the cost of a chunk's write).
+_REGISTER = (
+    pg_insert(Scan.__table__)
+    .on_conflict_do_nothing(index_elements=["sha256"])
+    .returning(Scan.__table__.c.id)
+)
+
+
 def register_scans(connection: Connection, files: Sequence[ScanFile], form: str) -> int:
     """Insert the scans not registered yet (by sha256) with multi-row INSERTs; return how many."""
-    table = Scan.__table__
     inserted = 0
     for start in range(0, len(files), _INSERT_BATCH):
         rows = [
@@ -119,13 +128,7 @@ def register_scans(connection: Connection, files: Sequence[ScanFile], form: str)
             }
             for item in files[start : start + _INSERT_BATCH]
         ]
-        statement = (
-            pg_insert(table)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["sha256"])
-            .returning(table.c.id)
-        )
-        inserted += len(connection.execute(statement).all())
+        inserted += len(connection.execute(_REGISTER, rows).all())
     return inserted
 
 
@@ -333,6 +336,25 @@ def _header_int(header: dict[str, Any], name: str) -> int | None:
         return None
 
 
+def _upsert(table, conflict: dict[str, object], update: tuple[str, ...]):
+    insert = pg_insert(table)
+    return insert.on_conflict_do_update(
+        **conflict, set_={name: insert.excluded[name] for name in update}
+    )
+
+
+_UPSERT_RECOGNITION = _upsert(
+    Recognition.__table__,
+    {"index_elements": ["scan_id", "model_version"]},
+    ("mesa_code", "form", "fit_score", "votantes", "sobres", "diferencia", "header", "is_current"),
+).returning(Recognition.__table__.c.id, Recognition.__table__.c.scan_id)
+_UPSERT_CELL = _upsert(
+    CellReading.__table__,
+    {"constraint": "uq_cell_reading_cell"},
+    ("mesa_code", "value", "confidence", "flags", "digits", "digit_confidences", "box"),
+)
+
+
 def _floats(values: Sequence[float] | None) -> list[float] | None:
     return None if values is None else [float(value) for value in values]
 
@@ -352,7 +374,6 @@ def save_readings(
     if not readings:
         return 0
     scan_ids = [claimed.id for claimed, _ in readings]
-    recognition = Recognition.__table__
     # Other model versions of these scans stop being current before this one becomes so.
     connection.execute(
         text(
@@ -377,24 +398,8 @@ def save_readings(
                 "is_current": True,
             }
         )
-    insert = pg_insert(recognition).values(rows)
-    statement = insert.on_conflict_do_update(
-        index_elements=["scan_id", "model_version"],
-        set_={
-            name: insert.excluded[name]
-            for name in (
-                "mesa_code",
-                "form",
-                "fit_score",
-                "votantes",
-                "sobres",
-                "diferencia",
-                "header",
-                "is_current",
-            )  # fmt: skip
-        },
-    ).returning(recognition.c.id, recognition.c.scan_id)
-    recognition_ids = dict((row.scan_id, row.id) for row in connection.execute(statement))
+    upserted = connection.execute(_UPSERT_RECOGNITION, rows)
+    recognition_ids = {row.scan_id: row.id for row in upserted}
 
     cells = []
     for claimed, reading in readings:
@@ -416,26 +421,8 @@ def save_readings(
                     "box": [int(v) for v in cell.box] if cell.box is not None else None,
                 }
             )
-    table = CellReading.__table__
-    for start in range(0, len(cells), _INSERT_BATCH):
-        insert = pg_insert(table).values(cells[start : start + _INSERT_BATCH])
-        connection.execute(
-            insert.on_conflict_do_update(
-                constraint="uq_cell_reading_cell",
-                set_={
-                    name: insert.excluded[name]
-                    for name in (
-                        "mesa_code",
-                        "value",
-                        "confidence",
-                        "flags",
-                        "digits",
-                        "digit_confidences",
-                        "box",
-                    )  # fmt: skip
-                },
-            )
-        )
+    if cells:
+        connection.execute(_UPSERT_CELL, cells)
     connection.execute(
         text(
             "UPDATE scan SET status = 'done', error = NULL, finished_at = now(), "
