@@ -90,6 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"epoch {epoch + 1}: {shown}", flush=True)
 
     model, facts = training.train(args.model, data, args.seed, args.epochs, log)
+    facts["command"] = " ".join(["escrutinio", *sys.argv[1:]])
     metrics = training.test_metrics(model, data, args.usps)
     card = training.save_model(model, facts, args.out, metrics)
     print(
