@@ -34,9 +34,10 @@ Per cell, the first rule that applies:
 Everything is set-based SQL over temporary tables, in one transaction per run. Incremental
 runs take the mesas marked in ``reconcile_dirty_mesa`` (triggers mark every mesa whose scans,
 readings, header or manual entries change) and clear, at commit, the marks they read;
-``full=True`` takes every known mesa. Verdict rows
-are upserted only when something in them changed and removed when their cell disappeared, so
-running twice changes nothing. Runs are serialised with an advisory lock.
+``full=True`` takes every known mesa. Stored verdicts are compared with the new ones in one
+join: rows are written only when something in them changed and removed when their cell
+disappeared, so running twice changes nothing. Runs are serialised with an advisory lock.
+(``bench/bench_reconcile.py``: a million cells in well under a minute.)
 """
 
 from __future__ import annotations
