@@ -240,7 +240,7 @@ def train_default(
         "optimizer": "adam, cosine decay from 2e-3",
         "validation_accuracy": best_val,
         "training_seconds": round(time.time() - started, 1),
-        "usps_used": False,
+        "usps_used_for_training": False,
     }
     return model, facts
 
@@ -287,8 +287,9 @@ def save_model(model, facts: dict, out: Path, metrics: dict | None = None) -> di
     out.parent.mkdir(parents=True, exist_ok=True)
     import keras
 
-    # An uncompiled clone carries the weights without optimizer state: a smaller file.
-    clean = keras.models.clone_model(model)
+    # A model rebuilt from its layer config carries the weights without the optimizer's state
+    # (clone_model and model_from_json keep the compile state: a file three times larger).
+    clean = keras.Model.from_config(model.get_config())
     clean.set_weights(model.get_weights())
     clean.save(out)
     card = {
