@@ -27,6 +27,9 @@ from pipeline.errors import BadInput
 
 MODEL_NAMES = ("paper", "default")
 DEFAULT_SEED = 1234
+# Not-a-digit images per training digit in each epoch of ``default``: junk, touching pairs.
+JUNK_SHARE = 0.1
+PAIR_SHARE = 0.08
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,9 @@ def train_default(
     x_val = reframe_many(data.x_train[held_out])
     y_val = data.y_train[held_out].astype(np.int32)
     model = build_default_model(num_classes=11)
-    steps_per_epoch = (2 * len(x_train) + len(x_train) * 18 // 100) // 128 + 1
+    n = len(x_train)
+    not_digits = round(JUNK_SHARE * n) + round(PAIR_SHARE * n)
+    steps_per_epoch = (2 * n + not_digits) // 128 + 1
     schedule = keras.optimizers.schedules.CosineDecay(
         2e-3, decay_steps=epochs * steps_per_epoch, alpha=0.02
     )
@@ -197,7 +202,7 @@ def train_default(
     started = time.time()
     for epoch in range(epochs):
         tick = time.time()
-        x_aug, y_aug = augment.augmented_epoch(x_train, y_train, rng)
+        x_aug, y_aug = augment.augmented_epoch(x_train, y_train, rng, JUNK_SHARE, PAIR_SHARE)
         x_epoch = np.concatenate([x_train, x_aug])
         y_epoch = np.concatenate([y_train, y_aug])
         shuffle = rng.permutation(len(x_epoch))
