@@ -343,43 +343,34 @@ def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation | No
 class _BatchedDigits:
     """Every candidate digit crop of a chunk reframed and classified ONCE.
 
-    ``classify_all`` makes the single ``predict_proba`` call; afterwards ``reframe`` and
-    ``classify`` answer ``choose_splits`` from the stored frames and probabilities (in the
-    order choose_splits asks), and ``probs_of`` gives a crop's probabilities.
+    ``add`` collects crops (keyed by identity; the crops are kept alive here so an identity is
+    never reused), ``classify_all`` makes the single ``predict_proba`` call, ``probs_of``
+    gives a crop's class probabilities (what ``choose_splits`` and decoding use).
     """
 
     def __init__(self) -> None:
         self._index: dict[int, int] = {}
+        self._crops: list[DigitCrop] = []
         self._frames: list[np.ndarray] = []
-        self._pending: list[int] = []
         self.probs = np.zeros((0, 10), np.float32)
 
     def add(self, crop: DigitCrop) -> None:
-        key = id(crop.image)
-        if key not in self._index:
-            self._index[key] = len(self._frames)
-            try:
-                frame = reframe_digit(crop.image)
-            except BadInput:  # too faint to frame: an all-background frame reads as no digit
-                frame = np.zeros((28, 28), np.uint8)
-            self._frames.append(frame)
+        if id(crop) in self._index:
+            return
+        self._index[id(crop)] = len(self._frames)
+        self._crops.append(crop)
+        try:
+            frame = reframe_digit(crop.image)
+        except BadInput:  # too faint to frame: an all-background frame reads as no digit
+            frame = np.zeros((28, 28), np.uint8)
+        self._frames.append(frame)
 
     def classify_all(self, classifier: Classifier) -> None:
         frames = np.stack(self._frames) if self._frames else np.zeros((0, 28, 28), np.uint8)
-        self._array = frames
         self.probs = np.asarray(classifier.predict_proba(frames), np.float32)
 
-    def reframe(self, image: np.ndarray) -> np.ndarray:
-        index = self._index[id(image)]
-        self._pending.append(index)
-        return self._array[index]
-
-    def classify(self, frames: np.ndarray) -> np.ndarray:
-        taken, self._pending = self._pending[: len(frames)], self._pending[len(frames) :]
-        return self.probs[taken]
-
     def probs_of(self, crop: DigitCrop) -> np.ndarray:
-        return self.probs[self._index[id(crop.image)]]
+        return self.probs[self._index[id(crop)]]
 
 
 def classify_digits(
@@ -401,9 +392,7 @@ def classify_digits(
     chosen = []
     for page in pages:
         names = [n for n, seg in page.segmentations.items() if seg is not None]
-        picked = choose_splits(
-            [page.segmentations[n] for n in names], batch.classify, batch.reframe
-        )
+        picked = choose_splits([page.segmentations[n] for n in names], probs_of=batch.probs_of)
         page_chosen: dict[str, CellSegmentation | None] = dict.fromkeys(page.segmentations)
         page_chosen.update(zip(names, picked, strict=True))
         chosen.append(page_chosen)
