@@ -458,7 +458,8 @@ class QueueStatus:
     done_last_minute: int
     #: Scans finished per second over the last minute.
     rate_per_second: float
-    #: The most common failure reasons: (reason, count), most frequent first.
+    #: The most common failure reasons: (reason, count), most frequent first; the failing
+    #: file's path reads "<scan>" in them.
     failures: list[tuple[str, int]]
 
 
@@ -477,8 +478,9 @@ def queue_status(connection: Connection, top_failures: int = 10) -> QueueStatus:
     ).scalar_one()
     failures = connection.execute(
         text(
-            "SELECT error, count(*) AS n FROM scan WHERE status = 'failed' "
-            "GROUP BY error ORDER BY n DESC, error LIMIT :limit"
+            # The scan's own path is taken out so one problem of many files is one line.
+            "SELECT replace(coalesce(error, ''), path, '<scan>') AS error, count(*) AS n "
+            "FROM scan WHERE status = 'failed' GROUP BY 1 ORDER BY n DESC, 1 LIMIT :limit"
         ),
         {"limit": top_failures},
     ).all()

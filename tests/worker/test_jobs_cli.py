@@ -97,7 +97,7 @@ def test_status_json_counts_scans_queue_and_failure_reasons(
     with get_engine(database_url).begin() as connection:
         connection.execute(
             text(
-                "UPDATE scan SET status = 'failed', error = 'not an image' "
+                "UPDATE scan SET status = 'failed', error = path || ': not an image' "
                 "WHERE id IN (SELECT id FROM scan ORDER BY id LIMIT 2)"
             )
         )
@@ -115,7 +115,7 @@ def test_status_json_counts_scans_queue_and_failure_reasons(
     }  # fmt: skip
     assert status["queue_depth"] == 3
     assert status["done_last_minute"] == 1
-    assert status["failures"] == [{"reason": "not an image", "count": 2}]
+    assert status["failures"] == [{"reason": "<scan>: not an image", "count": 2}]
 
     code, out, _ = _run(capsys, "status")
     assert code == 0 and "not an image" in out and "failed 2" in out
