@@ -154,6 +154,7 @@ def run_worker(args: argparse.Namespace) -> int:
         database_url(settings.database_url, settings.state_dir, keep=True) as db,
         broker_url(settings.broker_url, settings.state_dir, keep=True) as broker,
     ):
+        require_current_schema(db)  # a worker on an unmigrated database only fails tasks
         # Pool processes read these (and a restarted process after a crash too).
         os.environ["ESCRUTINIO_DATABASE_URL"] = db
         os.environ["ESCRUTINIO_BROKER_URL"] = broker
