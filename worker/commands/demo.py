@@ -343,6 +343,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with engine.begin() as connection:
             stats = import_results(connection, [outdir / "results.csv"])
         print(f"typed results imported: {stats.rows_read} rows")
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
         log = settings.state_dir / "demo-worker.log"
         offset = log.stat().st_size if log.exists() else 0
         worker = start_worker(db, broker, args.workers, log)
