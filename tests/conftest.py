@@ -73,7 +73,8 @@ def _template_database(postgres_server_url: str) -> Iterator[str]:
     admin.close()
 
 
-def _scratch_database(server_url: str, template: str) -> Iterator[str]:
+def scratch_database(server_url: str, template: str) -> Iterator[str]:
+    """Create a database cloned from ``template``, yield its URL, drop it afterwards."""
     name = f"escrutinio_test_{uuid.uuid4().hex[:12]}"
     admin = _admin(server_url)
     with admin.cursor() as cursor:
@@ -92,13 +93,13 @@ def _scratch_database(server_url: str, template: str) -> Iterator[str]:
 @pytest.fixture
 def database_url(postgres_server_url: str, _template_database: str) -> Iterator[str]:
     """A fresh database migrated to head, dropped after the test."""
-    yield from _scratch_database(postgres_server_url, _template_database)
+    yield from scratch_database(postgres_server_url, _template_database)
 
 
 @pytest.fixture
 def empty_database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh database with no tables at all, dropped after the test."""
-    yield from _scratch_database(postgres_server_url, "template0")
+    yield from scratch_database(postgres_server_url, "template0")
 
 
 @pytest.fixture(scope="session")

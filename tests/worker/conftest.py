@@ -24,7 +24,7 @@ import redis
 from sqlalchemy import text
 
 from db.session import get_engine
-from tests.conftest import _scratch_database
+from tests.conftest import scratch_database
 from worker.celery_app import MODEL_LOADED_MESSAGE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def make_scan_copies(source_dir: Path, target: Path, count: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def shared_database_url(postgres_server_url: str, _template_database: str) -> Iterator[str]:
     """One migrated database for a module whose tests share a worker."""
-    yield from _scratch_database(postgres_server_url, _template_database)
+    yield from scratch_database(postgres_server_url, _template_database)
 
 
 @pytest.fixture(scope="module")
