@@ -271,3 +271,12 @@ def test_decode_pieces_of_one_cut_each_equals_decode_number():
     assert by_pieces.value == decode_number(probs).value
     assert by_pieces.confidence == pytest.approx(decode_number(probs).confidence)
     assert decode_pieces([]).flags == {Flag.EMPTY}
+
+
+def test_the_shipped_default_model_has_a_fitted_calibration():
+    """Confidences are calibrated per set of weights; new weights without a refit would
+    silently fall back to raw (over-confident) probabilities."""
+    from pipeline.decode import CALIBRATIONS
+    from pipeline.model import DigitClassifier
+
+    assert DigitClassifier.load("default").version in CALIBRATIONS
