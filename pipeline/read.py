@@ -16,12 +16,16 @@ Stages, per page (each returns a typed result):
 1. ``register_scan``: ``pipeline.register.register_page`` (homography, fit score) and the
    registered reading region at ``CELL_DPI`` (``warp_page``);
 2. ``cut_fields``: ``pipeline.cells.cut_cells`` (cleaned crops, EMPTY / NO_USAR / WRITTEN);
-3. ``segment_fields``: ``pipeline.segment.segment_cell`` on every written crop;
+3. ``segment_fields``: ``pipeline.segment.segment_cell`` on every written crop, told where
+   the cell's own ruled lines run in the crop (``CellCrop.cell_box``);
 then for all pages together:
 4. ``classify_digits``: every candidate digit (every split option of every piece) reframed
    (``pipeline.reframe.reframe_digit``) and classified in one batch; ``choose_splits`` picks
    the split options from those probabilities;
-5. ``decode_fields``: ``pipeline.decode.decode_number`` per cell / header value;
+5. ``decode_fields``: ``pipeline.decode.decode_cell`` per cell / header value: every split
+   option of every piece weighted by its cut probability (alternatives with another cut are
+   kept for the sum rule), confidence calibrated for the classifier's weights
+   (``pipeline.decode.calibration_for``);
 6. ``apply_rules``: ``apply_header_rule`` (votantes - sobres = diferencia), then per office
    column ``apply_sum_rule`` (lists + other rows = total = sobres);
 7. ``assemble_reading``: the ``TelegramReading``.
@@ -46,11 +50,14 @@ import numpy as np
 
 from pipeline.cells import CELL_DPI, CellCrop, CellKind, cut_cells, reading_region
 from pipeline.decode import (
+    IDENTITY,
+    Calibration,
     Flag,
     NumberReading,
     apply_header_rule,
     apply_sum_rule,
-    decode_number,
+    calibration_for,
+    decode_cell,
 )
 from pipeline.errors import BadInput, UnreadableScan
 from pipeline.forms import FormTemplate
@@ -328,13 +335,15 @@ def cut_fields(page: RegisteredPage, template: FormTemplate) -> list[CellCrop]:
 
 
 def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation | None]:
-    """Digit pieces of every WRITTEN field (segment_cell), by field name. A field whose
-    segmentation fails maps to None (read as ILLEGIBLE: one odd cell must not lose the page)."""
+    """Digit pieces of every WRITTEN field (segment_cell), by field name. The crop has a margin
+    around the cell: ``lines=crop.cell_box`` says where the cell's ruled lines run, so their
+    remnants are stripped there and not at the crop's edges. A field whose segmentation fails
+    maps to None (read as ILLEGIBLE: one odd cell must not lose the page)."""
     out: dict[str, CellSegmentation | None] = {}
     for crop in crops:
         if crop.kind == CellKind.WRITTEN:
             try:
-                out[crop.spot.name] = segment_cell(crop.image)
+                out[crop.spot.name] = segment_cell(crop.image, lines=crop.cell_box)
             except Exception:  # noqa: BLE001 - any failure on one cell is that cell's problem
                 out[crop.spot.name] = None
     return out
@@ -419,16 +428,22 @@ def _empty_probs(num_classes: int) -> np.ndarray:
     return np.zeros((0, num_classes), np.float64)
 
 
+# An EMPTY field (nothing written, not segmented): decodes to 0 with flag EMPTY.
+_NOTHING_WRITTEN = CellSegmentation(pieces=(), struck_through=False, ink_fraction=0.0)
+
+
 def decode_fields(
     crops: Sequence[CellCrop],
     segmentations: dict[str, CellSegmentation | None],
     batch: _BatchedDigits,
     num_classes: int,
+    calibration: Calibration = IDENTITY,
 ) -> dict[str, NumberReading]:
-    """Stage 5: a NumberReading per field (header digit boxes joined into one number)."""
+    """Stage 5: a NumberReading per field (``decode_cell``); the pieces of a header value's
+    digit boxes are joined, left to right, into one number. calibration: of the classifier's
+    weights (``calibration_for``)."""
     readings: dict[str, NumberReading] = {}
-    header_parts: dict[str, list[np.ndarray]] = {}
-    header_struck: dict[str, bool] = {}
+    header_boxes: dict[str, list[CellSegmentation]] = {}
     failed: set[str] = set()
     for crop in crops:
         name = crop.spot.name
@@ -438,21 +453,19 @@ def decode_fields(
         field_name = f"header:{parts[1]}" if parts[0] == "header" else name
         if name in segmentations and segmentations[name] is None:
             failed.add(field_name)  # segmentation failed on this field: unreadable
-        segmentation = segmentations.get(name)
-        digits = segmentation.digits if segmentation is not None else []
-        probs = (
-            np.stack([batch.probs_of(d) for d in digits]) if digits else _empty_probs(num_classes)
-        )
-        struck = bool(segmentation is not None and segmentation.struck_through)
+        segmentation = segmentations.get(name) or _NOTHING_WRITTEN
         if parts[0] == "header" and len(parts) == 3:  # one digit box of a header value
-            header_parts.setdefault(parts[1], []).append(probs)
-            header_struck[parts[1]] = header_struck.get(parts[1], False) or struck
+            header_boxes.setdefault(parts[1], []).append(segmentation)
             continue
-        readings[name] = decode_number(probs, struck_through=struck)
-    for field_name, parts in header_parts.items():
-        probs = np.concatenate(parts) if parts else _empty_probs(num_classes)
-        readings[f"header:{field_name}"] = decode_number(
-            probs, struck_through=header_struck[field_name]
+        readings[name] = decode_cell(segmentation, batch.probs_of, calibration=calibration)
+    for field_name, boxes in header_boxes.items():
+        joined = CellSegmentation(
+            pieces=tuple(piece for box in boxes for piece in box.pieces),
+            struck_through=any(box.struck_through for box in boxes),
+            ink_fraction=max(box.ink_fraction for box in boxes),
+        )
+        readings[f"header:{field_name}"] = decode_cell(
+            joined, batch.probs_of, calibration=calibration
         )
     for field_name in failed:
         readings[field_name] = NumberReading(
@@ -639,7 +652,9 @@ def read_telegrams(
         if details is not None:
             details.append(detail)
         try:
-            readings = decode_fields(page.crops, segmentations, batch, num_classes)
+            readings = decode_fields(
+                page.crops, segmentations, batch, num_classes, calibration_for(classifier)
+            )
             detail.before_rules.update(readings)
             readings = apply_rules(readings, template)
             results.append(
