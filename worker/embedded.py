@@ -213,36 +213,31 @@ def _create_database(admin_url: str, name: str) -> None:
 
 
 @contextmanager
-def database_url(configured: str, state_dir: Path, keep: bool = False) -> Iterator[str]:
-    """``configured`` if set, else the embedded server's URL for the duration of the block.
+def _configured_or_embedded(
+    configured: str, server: EmbeddedPostgres | EmbeddedRedis, keep: bool
+) -> Iterator[str]:
+    if configured:
+        yield configured
+        return
+    was_running = server.pid() is not None
+    try:
+        yield server.start()
+    finally:
+        if not was_running and not keep:
+            server.stop()
+
+
+def database_url(configured: str, state_dir: Path, keep: bool = False):
+    """Context manager: ``configured`` if set, else the embedded server's URL for the block.
 
     An embedded server this call started is stopped at the end unless ``keep``.
     """
-    if configured:
-        yield configured
-        return
-    server = EmbeddedPostgres(state_dir)
-    was_running = server.pid() is not None
-    try:
-        yield server.start()
-    finally:
-        if not was_running and not keep:
-            server.stop()
+    return _configured_or_embedded(configured, EmbeddedPostgres(state_dir), keep)
 
 
-@contextmanager
-def broker_url(configured: str, state_dir: Path, keep: bool = False) -> Iterator[str]:
-    """``configured`` if set, else the embedded Redis URL for the duration of the block."""
-    if configured:
-        yield configured
-        return
-    server = EmbeddedRedis(state_dir)
-    was_running = server.pid() is not None
-    try:
-        yield server.start()
-    finally:
-        if not was_running and not keep:
-            server.stop()
+def broker_url(configured: str, state_dir: Path, keep: bool = False):
+    """Context manager: ``configured`` if set, else the embedded Redis URL for the block."""
+    return _configured_or_embedded(configured, EmbeddedRedis(state_dir), keep)
 
 
 def stop_all(state_dir: Path) -> None:
