@@ -159,19 +159,33 @@ def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, n
     if gap > 0:
         kernel = np.ones((1, gap + 1), np.uint8)
         closed = cv2.morphologyEx(closed, cv2.MORPH_CLOSE, kernel)
-    height, width = mask.shape
+    height = mask.shape[0]
     lengths = np.zeros(height, int)
     starts = np.zeros(height, int)
     ends = np.zeros(height, int)
-    for row in range(height):
-        line = np.concatenate([[0], closed[row], [0]]).astype(np.int8)
-        edges = np.flatnonzero(np.diff(line))
-        if edges.size == 0:
-            continue
-        run_starts, run_ends = edges[0::2], edges[1::2]
-        best = int(np.argmax(run_ends - run_starts))
-        lengths[row] = run_ends[best] - run_starts[best]
-        starts[row], ends[row] = run_starts[best], run_ends[best]
+    # All rows at once: pad each row with a 0 on both sides so every run has a rising edge
+    # (+1) and a falling edge (-1) in the same row; in row-major order the k-th rising edge
+    # pairs with the k-th falling edge.
+    padded = np.zeros((height, closed.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = closed != 0
+    steps = np.diff(padded, axis=1)
+    run_rows, run_starts = np.nonzero(steps == 1)
+    run_ends = np.nonzero(steps == -1)[1]
+    if run_rows.size == 0:
+        return lengths, starts, ends
+    run_lengths = run_ends - run_starts
+    row_best = np.zeros(height, run_lengths.dtype)
+    np.maximum.at(row_best, run_rows, run_lengths)
+    # the first run of each row that reaches the row's longest length (as np.argmax would)
+    candidates = np.flatnonzero(run_lengths == row_best[run_rows])
+    candidate_rows = run_rows[candidates]
+    first = np.ones(candidates.size, bool)
+    first[1:] = candidate_rows[1:] != candidate_rows[:-1]
+    chosen = candidates[first]
+    rows = run_rows[chosen]
+    lengths[rows] = run_lengths[chosen]
+    starts[rows] = run_starts[chosen]
+    ends[rows] = run_ends[chosen]
     return lengths, starts, ends
 
 
