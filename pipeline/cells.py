@@ -139,17 +139,21 @@ def cut_cell(
     return crop, (cx0, cy0, cx1, cy1), cell
 
 
-def _line_band(darkness: np.ndarray, expected: int, reach: int) -> tuple[int, int, float] | None:
+def _line_band(
+    darkness: np.ndarray, expected: int, reach: int, floor: float
+) -> tuple[int, int, float] | None:
     """Rows [a, b) of the ruled line's core near row ``expected`` of a (h,) mean-darkness
     profile (the peak within ``reach`` rows and its neighbours above half the peak), and the
-    line's darkness. None if the peak is too faint to be a line."""
+    line's darkness. None if the peak is too faint to be a line.
+
+    floor: the profile's median darkness (the paper), computed once per profile by the caller
+    since both of a cell's lines along that axis are looked for in the same profile."""
     size = len(darkness)
     lo, hi = max(0, expected - reach), min(size, expected + reach + 1)
     if lo >= hi:
         return None
     window = darkness[lo:hi]
     peak = lo + int(np.argmax(window))
-    floor = float(np.median(darkness))
     level = float(darkness[peak])
     if level - floor < 40:
         return None
@@ -203,15 +207,17 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     inset_y = max(1, (y1 - y0) // 10)
     darkness = PAPER - image.astype(np.float32)
     rows_profile = darkness[:, max(0, x0 + inset_x) : max(1, x1 - inset_x)].mean(axis=1)
+    rows_floor = float(np.median(rows_profile))
     for expected in (y0, y1):
-        band = _line_band(rows_profile, expected, reach)
+        band = _line_band(rows_profile, expected, reach, rows_floor)
         if band is not None:
             _remove_band(image, *band)
     darkness = PAPER - image.astype(np.float32)
     cols_profile = darkness[max(0, y0 + inset_y) : max(1, y1 - inset_y), :].mean(axis=0)
     transposed = image.T.copy()
+    cols_floor = float(np.median(cols_profile))
     for expected in (x0, x1):
-        band = _line_band(cols_profile, expected, reach)
+        band = _line_band(cols_profile, expected, reach, cols_floor)
         if band is not None:
             _remove_band(transposed, *band)
     return np.ascontiguousarray(transposed.T)
@@ -262,12 +268,11 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     boxes = stats[:, :4].astype(np.int64)
     if count <= 1:
         return StrokePage(np.full(image.shape, PAPER, np.uint8), labels, area, boxes)
-    where = np.flatnonzero(labels.ravel())
-    piece = labels.ravel()[where]
-    order = np.argsort(piece, kind="stable")
-    starts = np.searchsorted(piece[order], np.arange(1, count))
-    peaks = np.zeros(count, np.float32)
-    peaks[1:] = np.maximum.reduceat(ink.ravel()[where][order], starts)
+    flat_labels = labels.ravel()
+    where = np.flatnonzero(flat_labels)
+    peaks = np.full(count, -np.inf, np.float32)  # strongest ink of each piece
+    np.maximum.at(peaks, flat_labels[where], ink.ravel()[where])
+    peaks[0] = 0.0
     gains = np.where(
         peaks >= max(FAINT_PEAK, PEAK_SIGMAS * noise),
         np.clip(STROKE_INK / np.maximum(peaks, 1.0), 1.0, MAX_GAIN),
@@ -277,9 +282,10 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     gains[area < 3] = 0.0
     wide = boxes[:, 2] >= PRINT_MIN_WIDTH_MM / 25.4 * dpi
     gains[wide & (peaks < PRINT_GREY_PEAK)] = 0.0
-    gain = cv2.dilate(gains[labels], np.ones((3, 3), np.uint8))  # the rim goes with its stroke
+    piece_gain = gains[labels]
+    gain = cv2.dilate(piece_gain, np.ones((3, 3), np.uint8))  # the rim goes with its stroke
     strong = np.clip(ink * gain, 0, 255)
-    labels = np.where(gains[labels] > 0, labels, 0).astype(np.int32)
+    labels = np.where(piece_gain > 0, labels, 0).astype(np.int32)
     return StrokePage((PAPER - strong).astype(np.uint8), labels, area, boxes)
 
 
