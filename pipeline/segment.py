@@ -425,17 +425,27 @@ def _seams(ink: np.ndarray, count: int) -> list[np.ndarray]:
         return []
     cost = ink[:, lo:hi].astype(np.float64) + 1.0
     total = cost.copy()
-    moves = np.zeros(cost.shape, np.int8)
     from_left = np.full(cost.shape[1], np.inf)
     from_right = np.full(cost.shape[1], np.inf)
+    best = np.empty(cost.shape[1])
     for row in range(1, height):
         prev = total[row - 1]
-        from_left[1:] = prev[:-1] + SIDESTEP_COST
-        from_right[:-1] = prev[1:] + SIDESTEP_COST
-        best = np.minimum(prev, np.minimum(from_left, from_right))
+        np.add(prev[:-1], SIDESTEP_COST, out=from_left[1:])
+        np.add(prev[1:], SIDESTEP_COST, out=from_right[:-1])
+        np.minimum(from_left, from_right, out=best)
+        np.minimum(prev, best, out=best)
         total[row] += best
-        # -1: came from the left neighbour, +1: from the right, 0: straight down (ties)
-        moves[row] = np.where(best == prev, 0, np.where(best == from_left, -1, 1))
+    # The moves, all rows at once from the finished totals (the same sums and minima as above).
+    # -1: came from the left neighbour, +1: from the right, 0: straight down (ties)
+    moves = np.zeros(cost.shape, np.int8)
+    if height > 1:
+        prev_rows = total[:-1]
+        left_rows = np.full(prev_rows.shape, np.inf)
+        right_rows = np.full(prev_rows.shape, np.inf)
+        left_rows[:, 1:] = prev_rows[:, :-1] + SIDESTEP_COST
+        right_rows[:, :-1] = prev_rows[:, 1:] + SIDESTEP_COST
+        best_rows = np.minimum(prev_rows, np.minimum(left_rows, right_rows))
+        moves[1:] = np.where(best_rows == prev_rows, 0, np.where(best_rows == left_rows, -1, 1))
     end = total[-1]
     padded = np.concatenate([[np.inf], end, [np.inf]])
     minima = [c for c in range(len(end)) if end[c] <= padded[c] and end[c] <= padded[c + 2]]
