@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.decode import REVIEW_FLAGS  # noqa: E402
 from pipeline.forms import load_template  # noqa: E402
 from pipeline.read import load_scan, read_telegrams  # noqa: E402
-from pipeline.synth.writer import SynthConfig, write_dataset  # noqa: E402
+from pipeline.synth.writer import SynthConfig, read_truth, write_dataset  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FORM = "arg-2023-general"
@@ -79,26 +79,6 @@ def make_dataset(directory: Path, count: int, seed: int, digits: Path, quality: 
     )
     write_dataset(config, progress=False)
     return directory
-
-
-def read_truth(directory: Path):
-    cells: dict[tuple, int | None] = {}
-    with (directory / "truth.csv").open(encoding="utf-8") as stream:
-        for row in csv.DictReader(stream):
-            positive = row["votos_tipo"] == "POSITIVO"
-            key = (
-                row["mesa_id"],
-                int(row["cargo_id"]),
-                row["votos_tipo"],
-                int(row["agrupacion_id"]) if positive else None,
-                row["lista_numero"] if positive else None,
-            )
-            cells[key] = int(row["votos_cantidad"]) if row["votos_cantidad"] != "" else None
-    header: dict[str, dict[str, int]] = {}
-    with (directory / "truth_header.csv").open(encoding="utf-8") as stream:
-        for row in csv.DictReader(stream):
-            header[row["mesa_id"]] = {k: int(row[k]) for k in ("votantes", "sobres", "diferencia")}
-    return cells, header
 
 
 def _right(value, flags, truth) -> bool:

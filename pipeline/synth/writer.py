@@ -555,3 +555,31 @@ def write_dataset(config: SynthConfig, progress: bool = True) -> SynthSummary:
     for name, text in files.items():
         (outdir / name).write_text(text, encoding="utf-8")
     return SynthSummary(config.count, time.perf_counter() - started, len(errors), outdir)
+
+
+def read_truth(directory: Path) -> tuple[dict[tuple, int | None], dict[str, dict[str, int]]]:
+    """What is really written on the telegrams of a ``write_dataset`` directory.
+
+    Returns (cells, header): cells keyed by the official natural key (mesa_id, cargo_id,
+    votos_tipo, agrupacion_id, lista_numero) -> the written count, or None for a cell left
+    blank (which the typed results record as 0); header by mesa_id -> votantes, sobres,
+    diferencia.
+    """
+    cells: dict[tuple, int | None] = {}
+    with (directory / "truth.csv").open(newline="", encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            positive = row["votos_tipo"] == "POSITIVO"
+            key = (
+                row["mesa_id"],
+                int(row["cargo_id"]),
+                row["votos_tipo"],
+                int(row["agrupacion_id"]) if positive else None,
+                row["lista_numero"] if positive else None,
+            )
+            count = row["votos_cantidad"].strip()
+            cells[key] = int(count) if count else None
+    header: dict[str, dict[str, int]] = {}
+    with (directory / "truth_header.csv").open(newline="", encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            header[row["mesa_id"]] = {k: int(row[k]) for k in ("votantes", "sobres", "diferencia")}
+    return cells, header

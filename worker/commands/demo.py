@@ -165,25 +165,6 @@ def _wait_for_scans(
             time.sleep(0.5)
 
 
-def _truth(outdir: Path) -> dict[tuple, int]:
-    """The true counts of the synthetic telegrams by natural key."""
-    truth = {}
-    with open(outdir / "truth.csv", newline="", encoding="utf-8") as stream:
-        for row in csv.DictReader(stream):
-            positive = row["votos_tipo"] == "POSITIVO"
-            key = (
-                row["mesa_id"],
-                int(row["cargo_id"]),
-                row["votos_tipo"],
-                int(row["agrupacion_id"]) if positive else None,
-                row["lista_numero"] if positive else None,
-            )
-            count = row["votos_cantidad"].strip()
-            # "": nothing written in the cell, which counts (and is typed) as 0 votes.
-            truth[key] = int(count) if count else 0
-    return truth
-
-
 def _injected_errors(outdir: Path) -> set[tuple]:
     with open(outdir / "manual_errors.csv", newline="", encoding="utf-8") as stream:
         return {
@@ -197,7 +178,10 @@ def _injected_errors(outdir: Path) -> set[tuple]:
 def demo_report(db: str, outdir: Path, seconds: float, since) -> dict[str, object]:
     """Speed, cells read, accuracy (vs the typed entries and vs the synthetic truth)."""
     settings = get_settings()
-    truth = _truth(outdir)
+    from pipeline.synth.writer import read_truth
+
+    # A blank cell counts (and is typed) as 0 votes.
+    truth = {key: count or 0 for key, count in read_truth(outdir)[0].items()}
     scope = {"prefix": _path_prefix(outdir), "mesas": sorted({key[0] for key in truth})}
     with get_engine(db).connect() as connection:
         counts = dict(
