@@ -15,16 +15,12 @@ import csv
 import os
 import random
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
-from sqlalchemy.engine import make_url
+from scratch import migrated_scratch_database
 
 from db.importer import COLUMNS, import_results
-from db.migrate import upgrade
-from db.session import dispose_all, get_engine
-from worker.embedded import database_url
+from db.session import get_engine
 
 PARTIES = [(132, "JUNTOS POR EL CAMBIO"), (133, "HACEMOS POR NUESTRO PAIS"),
            (134, "UNION POR LA PATRIA"), (135, "LA LIBERTAD AVANZA"),
@@ -73,27 +69,16 @@ def main() -> None:
     print(f"generated {rows} rows ({path.stat().st_size / 1e6:.0f} MB) "
           f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
-    with database_url(args.database_url, Path("/tmp/escrutinio-bench-state")) as server:
-        name = f"escrutinio_bench_{uuid.uuid4().hex[:8]}"
-        admin = psycopg2.connect(make_url(server).set(database="postgres").render_as_string(False))
-        admin.autocommit = True
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        try:
-            upgrade(url)
-            for label in ("first import (inserts)", "second import (unchanged)"):
-                started = time.perf_counter()
-                with get_engine(url).begin() as connection:
-                    stats = import_results(connection, [path])
-                seconds = time.perf_counter() - started
-                print(f"{label}: {stats.rows_read} rows in {seconds:.1f} s = "
-                      f"{stats.rows_read / seconds:,.0f} rows/s "
-                      f"(inserted {stats.inserted}, updated {stats.updated}, "
-                      f"unchanged {stats.unchanged})")  # fmt: skip
-        finally:
-            dispose_all()
-            admin.cursor().execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            admin.close()
+    with migrated_scratch_database(args.database_url) as url:
+        for label in ("first import (inserts)", "second import (unchanged)"):
+            started = time.perf_counter()
+            with get_engine(url).begin() as connection:
+                stats = import_results(connection, [path])
+            seconds = time.perf_counter() - started
+            print(f"{label}: {stats.rows_read} rows in {seconds:.1f} s = "
+                  f"{stats.rows_read / seconds:,.0f} rows/s "
+                  f"(inserted {stats.inserted}, updated {stats.updated}, "
+                  f"unchanged {stats.unchanged})")  # fmt: skip
     path.unlink()
 
 

@@ -19,19 +19,16 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from db.migrate import upgrade  # noqa: E402
+from scratch import migrated_scratch_database  # noqa: E402
+
 from db.reconcile import reconcile  # noqa: E402
-from db.session import dispose_all, get_engine  # noqa: E402
-from worker.embedded import database_url  # noqa: E402
+from db.session import get_engine  # noqa: E402
 
 CELLS_PER_MESA = 32  # 4 offices x (6 lists + blank + null)
 
@@ -104,38 +101,27 @@ def main() -> None:
     args = parser.parse_args()
     mesas = max(1, args.cells // CELLS_PER_MESA)
 
-    with database_url(args.database_url, Path("/tmp/escrutinio-bench-state")) as server:
-        name = f"escrutinio_bench_{uuid.uuid4().hex[:8]}"
-        admin = psycopg2.connect(make_url(server).set(database="postgres").render_as_string(False))
-        admin.autocommit = True
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        try:
-            upgrade(url)
-            started = time.perf_counter()
-            generate(url, mesas)
-            print(
-                f"generated {mesas:,} mesas, {mesas * CELLS_PER_MESA:,} typed and read cells "
-                f"in {time.perf_counter() - started:.1f} s"
+    with migrated_scratch_database(args.database_url) as url:
+        started = time.perf_counter()
+        generate(url, mesas)
+        print(
+            f"generated {mesas:,} mesas, {mesas * CELLS_PER_MESA:,} typed and read cells "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        _timed("full run, fresh data", url, full=True)
+        with get_engine(url).connect() as connection:
+            counts = connection.execute(
+                text("SELECT verdict, count(*) FROM cell_verdict GROUP BY 1 ORDER BY 1")
+            ).all()
+        print("verdicts: " + ", ".join(f"{v} {n:,}" for v, n in counts))
+        _timed("full run again (unchanged)", url, full=True)
+        with get_engine(url).begin() as connection:
+            connection.execute(
+                text("""UPDATE manual_entry SET votos_cantidad = votos_cantidad + 1
+                        WHERE office_id = 1 AND list_id = 1 AND mesa_id % 100 = 0""")
             )
-            _timed("full run, fresh data", url, full=True)
-            with get_engine(url).connect() as connection:
-                counts = connection.execute(
-                    text("SELECT verdict, count(*) FROM cell_verdict GROUP BY 1 ORDER BY 1")
-                ).all()
-            print("verdicts: " + ", ".join(f"{v} {n:,}" for v, n in counts))
-            _timed("full run again (unchanged)", url, full=True)
-            with get_engine(url).begin() as connection:
-                connection.execute(
-                    text("""UPDATE manual_entry SET votos_cantidad = votos_cantidad + 1
-                            WHERE office_id = 1 AND list_id = 1 AND mesa_id % 100 = 0""")
-                )
-            _timed("incremental, 1% of mesas re-typed", url, full=False)
-            _timed("incremental, nothing dirty", url, full=False)
-        finally:
-            dispose_all()
-            admin.cursor().execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            admin.close()
+        _timed("incremental, 1% of mesas re-typed", url, full=False)
+        _timed("incremental, nothing dirty", url, full=False)
 
 
 if __name__ == "__main__":
