@@ -40,7 +40,7 @@ def _admin(url: str):
 
 
 @pytest.fixture(scope="session")
-def service_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def service_state() -> Iterator[Path]:
     """Scratch state directory for embedded servers; both are stopped at the end."""
     state = Path(f"/tmp/escrutinio-tests-{os.getpid()}")
     yield state
