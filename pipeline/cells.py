@@ -18,8 +18,9 @@ cell's ruled lines are within a pixel or two of where the template puts them. St
 4. ``keep_own_ink``: ink pieces (8-connected) belong to the cell when at least half of their
    pixels lie inside the cell's box; pieces mostly outside (a neighbour's digit reaching in,
    printed text of the next cell) are painted over with paper, except that the part inside
-   of a piece spanning half the cell's height is kept (this cell's digit touching a
-   neighbour's);
+   of a piece reaching farther into the cell than a digit overflows its own cell
+   (``MIN_REACH_IN``) is kept (this cell's digit touching a neighbour's); where the row
+   above's or below's digit touches this cell's, its part beyond the line goes;
 5. ``classify_cell``: ``NO_USAR`` (the template's grey cells), ``EMPTY`` (no ink piece as
    large as a small digit stroke) or ``WRITTEN``.
 """
@@ -38,6 +39,8 @@ CELL_DPI = 150  # resolution of the registered page the cells are cut from
 MARGIN_Y = 0.3  # cut this share of the cell's height above and below it
 MARGIN_X = 0.08  # ... and of its width left and right
 MIN_OWN_SHARE = 0.5  # a piece of ink belongs to the cell with this share of its pixels inside
+MAX_OVERFLOW = 0.36  # a digit crosses its cell's top or bottom line by less than this x cell height
+MIN_REACH_IN = 0.4  # a digit's part inside a cell taller than this x cell height is its own
 PAPER = 255
 FAINT_INK = 12  # grey levels below the paper where a light pen stroke may start
 FAINT_PEAK = 28  # ... and that a stroke's strong pixels must reach (noise does not)
@@ -289,15 +292,62 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     return StrokePage((PAPER - strong).astype(np.uint8), labels, area, boxes)
 
 
+def _neighbours_overflow(
+    own: np.ndarray,
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    top_row: int,
+    cell: PixelBox,
+    line_px: float,
+) -> np.ndarray:
+    """(h, w) bool: ink of ``own`` beyond the cell's top or bottom line that belongs to the
+    digits of the row above or below, touching this cell's digit.
+
+    own: the cell's ink in the crop; labels: the stroke page's piece labels in the crop, boxes
+    the pieces' page boxes (``StrokePage``); top_row: the crop's first page row.
+    Cut at the line, the ink beyond it falls into pieces; a piece reaching farther than
+    ``MAX_OVERFLOW`` of the cell's height past the line (measured on the page, where it may
+    go on past the crop) is the neighbour's digit: a digit written across its own cell's line
+    keeps most of its height inside and overflows by less.
+    """
+    height = own.shape[0]
+    _, y0, _, y1 = cell
+    reach = MAX_OVERFLOW * (y1 - y0)
+    half_line = int(np.ceil(line_px / 2))
+    foreign = np.zeros(own.shape, bool)
+    for lo, hi, above in ((0, y0 - half_line, True), (y1 + half_line + 1, height, False)):
+        lo, hi = max(0, lo), min(height, hi)
+        if hi <= lo or not own[lo:hi].any():
+            continue
+        count, parts, stats, _ = cv2.connectedComponentsWithStats(
+            own[lo:hi].astype(np.uint8), connectivity=8
+        )
+        for part in range(1, count):
+            where = parts == part
+            pieces = np.unique(labels[lo:hi][where])
+            if above:  # the highest page row of the part's pieces, in crop rows
+                far = y0 - min(lo + stats[part, cv2.CC_STAT_TOP], boxes[pieces, 1].min() - top_row)
+            else:
+                bottom = lo + stats[part, cv2.CC_STAT_TOP] + stats[part, cv2.CC_STAT_HEIGHT]
+                far = max(bottom, (boxes[pieces, 1] + boxes[pieces, 3]).max() - top_row) - y1
+            if far > reach:
+                foreign[lo:hi] |= where
+    return foreign
+
+
 def keep_own_ink(
-    strokes: StrokePage, crop_box: PixelBox, cell: PixelBox
+    strokes: StrokePage, crop_box: PixelBox, cell: PixelBox, line_px: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """This cell's ink only: pieces mostly outside the cell are painted over with paper.
 
-    crop_box: the crop in the stroke page's pixels; cell: the cell's box in crop pixels.
+    crop_box: the crop in the stroke page's pixels; cell: the cell's box in crop pixels;
+    line_px: the ruled lines' width in pixels.
     A piece belongs to the cell when ``MIN_OWN_SHARE`` of its pixels (on the whole page) lie
     inside the cell's box; the part inside of a piece mostly outside is kept when it spans
-    half the cell's height (this cell's digit touching a neighbour's, or crossing a line).
+    more than ``MIN_REACH_IN`` of the cell's height (this cell's digit touching a neighbour's,
+    or crossing a line: a neighbour's digit reaching in overflows its own cell by less).
+    Where the digit of the row above or below touches this cell's, the part of it beyond the
+    line goes too (``_neighbours_overflow``).
     Returns (cleaned crop (h, w) uint8, own ink mask (h, w) bool).
     """
     cx0, cy0, cx1, cy1 = crop_box
@@ -320,8 +370,9 @@ def keep_own_ink(
             continue
         part = (labels == label) & inside
         rows = np.flatnonzero(part.any(axis=1))
-        if rows.size and rows[-1] - rows[0] + 1 >= 0.5 * (y1 - y0):
+        if rows.size and rows[-1] - rows[0] + 1 > MIN_REACH_IN * (y1 - y0):
             own |= part
+    own &= ~_neighbours_overflow(own, labels, strokes.boxes, cy0, cell, line_px)
     foreign = mask & ~own
     if not foreign.any():
         return image.copy(), own
@@ -404,6 +455,6 @@ def cut_cells(
         if spot.no_usar or crop.size == 0:
             out.append(CellCrop(spot, crop, page_box, cell, CellKind.NO_USAR))
             continue
-        cleaned, own = keep_own_ink(strokes, crop_box, cell)
+        cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px)
         out.append(CellCrop(spot, cleaned, page_box, cell, classify_cell(own, cell, False)))
     return out

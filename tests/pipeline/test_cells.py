@@ -93,6 +93,42 @@ def test_a_neighbour_s_digit_reaching_in_is_not_this_cell_s_ink(form, blank):
     assert _crop_of(crops, above.key, 8).kind == CellKind.WRITTEN
 
 
+def test_a_neighbour_s_digit_touching_this_cell_s_digit_is_cut_off_at_the_line(form, blank):
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    h = y1 - y0
+    centre = round((x0 + x1) / 2)
+    # this cell's "1", and the row above's "1" coming down across the line onto its top
+    cv2.line(page, (centre, round(y0 + 0.1 * h)), (centre, round(y0 + 0.9 * h)), PEN, 3)
+    cv2.line(page, (centre + 8, round(y0 - 0.8 * h)), (centre, round(y0 + 0.15 * h)), PEN, 3)
+    crops = cut_cells(page, form, DPI)
+    crop = _crop_of(crops, "133:133", 1)
+    ink = _ink(crop.image)
+    _, cy0, _, cy1 = crop.cell_box
+    rows = np.flatnonzero(ink.any(axis=1))
+    assert rows[0] >= cy0 - 2, "the neighbour's digit above the line is not this cell's ink"
+    assert rows[-1] >= cy0 + 0.85 * (cy1 - cy0), "this cell's own digit is whole"
+    above = form.rows[form.rows.index(form.row("133:133")) - 1]
+    assert _crop_of(crops, above.key, 1).kind == CellKind.WRITTEN
+
+
+def test_a_digit_written_low_across_the_line_onto_the_next_row_s_digit_stays_its_cell_s(
+    form, blank
+):
+    """The digit touches the row below's number, so most of their joint ink lies below."""
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    h = y1 - y0
+    centre = round((x0 + x1) / 2)
+    cv2.line(page, (centre, round(y0 + 0.6 * h)), (centre, round(y1 + 0.2 * h)), PEN, 3)
+    for dx in (-12, -4, 4, 12):  # the row below's number, touching its top
+        cv2.line(
+            page, (centre + dx, round(y1 + 0.2 * h)), (centre + dx, round(y1 + 0.95 * h)), PEN, 3
+        )
+    crops = cut_cells(page, form, DPI)
+    assert _crop_of(crops, "133:133", 1).kind == CellKind.WRITTEN
+
+
 def test_grey_printing_is_not_ink(form, blank):
     page = blank.copy()
     x0, y0, x1, y1 = (round(v) for v in _cell_px(form, "EN BLANCO", 3))
