@@ -38,7 +38,8 @@ combination of the cells' alternatives (no equation). With eps = 0.02 and N_eff 
 two-to-three digit counts spread over a few hundred values, but misreadings cluster), W = 2000.
 A correction then needs the changed cell's alternative to be at least ~1% as probable as its
 best reading AND no rival correction of similar probability: two independent misreadings in
-one column are refused (SUM_MISMATCH), not guessed.
+one column are refused (SUM_MISMATCH), not guessed. SUM_MISMATCH then goes on the cells that
+may be the misread one (``mismatch_suspects``), not on the sure readings around them.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ CALIBRATIONS: dict[str, Calibration] = {
     "default@c6359fd30f5a": Calibration(slope=0.5603, offset=0.2884),
 }
 MIN_POSTERIOR = 0.95
+# A writer's own arithmetic slip (the eps of the module docstring).
+WRITER_SLIP = 0.02
+# A cell of a column that does not add up keeps no review flag only when the chance that it is
+# the misread cell is below this (``mismatch_suspects``).
+MISMATCH_RISK = 0.002
 
 
 class Flag(StrEnum):
@@ -522,6 +528,25 @@ def _confirmed(reading: NumberReading, posterior: float, low_confidence: float) 
     return replace(reading, confidence=confidence, flags=frozenset(flags))
 
 
+def mismatch_suspects(cells: Sequence[NumberReading], max_risk: float = MISMATCH_RISK) -> set[int]:
+    """Indices of the cells of an inconsistent column (or header) that may be the misread one.
+
+    With p_i = 1 - confidence_i (calibrated; 1 for an unreadable cell) and the writer's own slip
+    rate WRITER_SLIP, the equation fails with probability
+    P = 1 - (1 - WRITER_SLIP) * prod(1 - p_j), and cell i is the culprit with probability about
+    p_i / P. Cells above ``max_risk`` are suspects; the others stay accepted, so one doubtful
+    cell does not send a whole column of sure readings to review. A cell with ink that read as
+    EMPTY (every piece judged "not a digit") is always a suspect: that judgement's confidence is
+    not calibrated, and a number lost that way is what breaks a sum. When no cell is a suspect
+    (all sure: a writer's slip, or a confident misreading), every cell is.
+    """
+    wrong = [1.0 if c.value is None else min(1.0, max(0.0, 1.0 - c.confidence)) for c in cells]
+    failing = 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in wrong)
+    suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing}
+    suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
+    return suspects or set(range(len(cells)))
+
+
 def _apply(
     cells: list[NumberReading],
     variables: list,
@@ -541,7 +566,11 @@ def _apply(
         # Satisfied as read, but rival consistent readings are too close to raise confidences.
         return SumRuleResult(list(cells), frozenset(), solution.posterior, (), n_rows)
     if not solution.found or solution.posterior < min_posterior:
-        flagged = [replace(c, flags=frozenset(c.flags | {mismatch})) for c in cells]
+        suspects = mismatch_suspects(cells)
+        flagged = [
+            replace(c, flags=frozenset(c.flags | {mismatch})) if i in suspects else c
+            for i, c in enumerate(cells)
+        ]
         return SumRuleResult(flagged, frozenset({mismatch}), 0.0, (), n_rows)
     out = list(cells)
     changed = []
@@ -575,8 +604,9 @@ def apply_sum_rule(
     as read satisfy the rule, values are kept and each confidence is raised to the joint
     posterior (LOW_CONFIDENCE dropped when that reaches ``low_confidence``). When they do not,
     the most probable consistent reading with <= max_changes changed cells is taken if its
-    posterior >= min_posterior (changed cells get CORRECTED_BY_SUM); otherwise every cell gets
-    SUM_MISMATCH and values are left as read.
+    posterior >= min_posterior (changed cells get CORRECTED_BY_SUM); otherwise values are left
+    as read, the result's flags are {SUM_MISMATCH} and the cells that may be the misread one
+    (``mismatch_suspects``) get SUM_MISMATCH.
     """
     rows = list(column)
     cells = rows + [total] + ([sobres] if sobres is not None else [])

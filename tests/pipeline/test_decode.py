@@ -16,6 +16,7 @@ from pipeline.decode import (
     calibrate,
     decode_number,
     fit_calibration,
+    mismatch_suspects,
     reliability,
 )
 from pipeline.errors import BadInput
@@ -188,7 +189,39 @@ def test_sum_rule_refuses_a_column_with_two_independent_errors():
     result = apply_sum_rule(rows, reading("87"), reading("87"))
     assert result.flags == {Flag.SUM_MISMATCH}
     assert [r.value for r in result.rows] == [17, 38, 40, 0]
-    assert all(Flag.SUM_MISMATCH in r.flags and not r.accepted for r in result.readings)
+    assert all(Flag.SUM_MISMATCH in r.flags and not r.accepted for r in result.rows[:2])
+
+
+def test_an_unresolved_column_flags_only_the_cells_that_may_be_misread():
+    """Two doubtful cells whose alternatives do not repair the sum: they are the suspects;
+    the sure readings of the column stay accepted."""
+    rows = column_as_read()
+    rows[0] = reading("17", alternatives={1: {1: 0.3}})
+    rows[1] = reading("38", alternatives={1: {9: 0.3}})
+    sure_total = decode_number(probs_for("87", sure=0.99999))
+    rows[2] = decode_number(probs_for("40", sure=0.99999))
+    result = apply_sum_rule(rows, sure_total, sure_total)
+    assert result.flags == {Flag.SUM_MISMATCH}
+    flagged = [i for i, r in enumerate(result.readings) if Flag.SUM_MISMATCH in r.flags]
+    assert flagged == [0, 1]
+    assert all(r.accepted for i, r in enumerate(result.readings) if i not in flagged)
+
+
+def test_a_column_of_sure_readings_that_does_not_add_up_is_flagged_whole():
+    """Nothing points at one cell (a writer's slip, or a confident misreading): all are flagged."""
+    rows = [decode_number(probs_for(text, sure=0.99999)) for text in ("12", "35", "40")]
+    total = decode_number(probs_for("88", sure=0.99999))
+    result = apply_sum_rule(rows, total)
+    assert all(Flag.SUM_MISMATCH in r.flags for r in result.readings)
+
+
+def test_mismatch_suspects_weigh_each_cell_against_the_column():
+    doubtful, sure = reading("36", sure=0.9), decode_number(probs_for("5", sure=0.99999))
+    assert mismatch_suspects([doubtful, sure, sure]) == {0}
+    assert mismatch_suspects([sure, sure]) == {0, 1}
+    ink_not_a_digit = decode_number(np.array([[0.0] * 10 + [1.0]]))
+    assert ink_not_a_digit.text == "" and ink_not_a_digit.confidence > 0.99
+    assert mismatch_suspects([ink_not_a_digit, doubtful, sure]) == {0, 1}
 
 
 def test_sum_rule_refuses_an_improbable_correction():
