@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,7 +63,14 @@ from pipeline.errors import BadInput, UnreadableScan
 from pipeline.forms import FormTemplate
 from pipeline.reframe import reframe_digit
 from pipeline.register import Registration, register_page, warp_page
-from pipeline.segment import CellSegmentation, DigitCrop, choose_splits, segment_cell
+from pipeline.segment import (
+    CellSegmentation,
+    DigitCrop,
+    choose_splits,
+    rejected_whole,
+    resplit,
+    segment_cell,
+)
 
 HEADER_FIELDS = ("votantes", "sobres", "diferencia")
 
@@ -375,8 +382,15 @@ class _BatchedDigits:
         self._frames.append(frame)
 
     def classify_all(self, classifier: Classifier) -> None:
-        frames = np.stack(self._frames) if self._frames else np.zeros((0, 28, 28), np.uint8)
-        self.probs = np.asarray(classifier.predict_proba(frames), np.float32)
+        """Classify the crops added since the last call (one ``predict_proba`` call; none
+        when there are no new crops after the first call)."""
+        done = len(self.probs) if self.probs.shape[0] else 0
+        if done and done == len(self._frames):
+            return
+        pending = self._frames[done:]
+        frames = np.stack(pending) if pending else np.zeros((0, 28, 28), np.uint8)
+        probs = np.asarray(classifier.predict_proba(frames), np.float32)
+        self.probs = np.concatenate([self.probs, probs]) if done else probs
 
     def probs_of(self, crop: DigitCrop) -> np.ndarray:
         return self.probs[self._index[id(crop)]]
@@ -385,23 +399,46 @@ class _BatchedDigits:
 def classify_digits(
     pages: Sequence[PageFields], classifier: Classifier
 ) -> tuple[list[dict[str, CellSegmentation]], _BatchedDigits]:
-    """Stage 4 for all pages at once: one batched classification of every candidate digit,
+    """Stage 4 for all pages at once: one batched classification of every candidate digit;
+    a second, small one for the split options of the pieces the classifier rejected whole
+    (``pipeline.segment.rejected_whole``: touching digits the geometric guess did not cut);
     then ``choose_splits`` picks each ambiguous piece's split. Returns, per page, the
     segmentations with the chosen split as option 0, and the batch (for the probabilities)."""
     batch = _BatchedDigits()
+
+    def add_all(segmentation: CellSegmentation) -> None:
+        for piece in segmentation.pieces:
+            for option in piece.options:
+                for crop in option:
+                    batch.add(crop)
+
     for page in pages:
         for segmentation in page.segmentations.values():
+            if segmentation is not None:
+                add_all(segmentation)
+    batch.classify_all(classifier)
+    segmentations = []
+    for page in pages:
+        resplit_page: dict[str, CellSegmentation] = {}
+        for name, segmentation in page.segmentations.items():
             if segmentation is None:
                 continue
-            for piece in segmentation.pieces:
-                for option in piece.options:
-                    for crop in option:
-                        batch.add(crop)
+            pieces = tuple(
+                resplit(piece)
+                if rejected_whole(piece, batch.probs_of(piece.options[0][0]))
+                else piece
+                for piece in segmentation.pieces
+            )
+            if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
+                segmentation = replace(segmentation, pieces=pieces)
+                add_all(segmentation)
+            resplit_page[name] = segmentation
+        segmentations.append(resplit_page)
     batch.classify_all(classifier)
     chosen = []
-    for page in pages:
-        names = [n for n, seg in page.segmentations.items() if seg is not None]
-        picked = choose_splits([page.segmentations[n] for n in names], probs_of=batch.probs_of)
+    for page, resplit_page in zip(pages, segmentations, strict=True):
+        names = list(resplit_page)
+        picked = choose_splits([resplit_page[n] for n in names], probs_of=batch.probs_of)
         page_chosen: dict[str, CellSegmentation | None] = dict.fromkeys(page.segmentations)
         page_chosen.update(zip(names, picked, strict=True))
         chosen.append(page_chosen)

@@ -614,7 +614,7 @@ OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option
 MIN_OPTION_WEIGHT = 0.01  # a cut less probable than this after classification is dropped
 
 
-def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
+def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = False) -> Piece:
     """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
 
     Cut candidates are the least-ink seams through the piece (``_seams``); every combination of
@@ -623,21 +623,29 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
     one (``_cut_ink_log_prior``), and the parts' shapes. The MAX_OPTIONS best within
     OPTION_MARGIN of the best are kept; option 0 is the best.
     Pieces narrower than 0.5 of their height are one digit.
+
+    force: the classifier rejected the piece read whole ("not a digit", see ``resplit``), so
+    it is cut even when narrow, and the digit count is not judged by the piece's width
+    (touching digits written close and slanted are much narrower than MNIST's side by side).
     """
     height, width = piece_ink.shape
     whole = _crop_from_ink(piece_ink, origin)
     assert whole is not None  # a piece has ink by construction
     aspect = _upright_width(piece_ink) / max(1, height)
+
+    def count_prior(count: int) -> float:
+        return -SPLIT_PENALTY * (count - 1) if force else _count_log_prior(aspect, count)
+
     scored: list[tuple[float, tuple[DigitCrop, ...]]] = [
-        (_count_log_prior(aspect, 1) + _shape_log_prior([whole], height), (whole,))
+        (count_prior(1) + _shape_log_prior([whole], height), (whole,))
     ]
-    best_split = max(_count_log_prior(aspect, n) for n in range(2, MAX_SPLIT + 1))
-    if aspect >= 0.5 and best_split >= scored[0][0] - OPTION_MARGIN:
+    best_split = max(count_prior(n) for n in range(2, MAX_SPLIT + 1))
+    if (force or aspect >= 0.5) and best_split >= scored[0][0] - OPTION_MARGIN:
         paths = _seams(piece_ink, 5)
         stroke = _stroke_width(piece_ink)
         holes = _holes(piece_ink)
         cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke, holes) for p in paths]
-        max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / 0.4) - 1))
+        max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / (0.3 if force else 0.4)) - 1))
         parts: dict[tuple[int, int], DigitCrop | None] = {}  # (left cut, right cut) -> part
         edge = len(paths)  # index -1 = the piece's left edge, edge = its right edge
 
@@ -659,7 +667,7 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
                     continue
                 crops = tuple(p for p in pieces if p is not None)
                 prior = (
-                    _count_log_prior(aspect, n_cuts + 1)
+                    count_prior(n_cuts + 1)
                     + sum(cut_priors[i] for i in combo)
                     + _shape_log_prior(crops, height)
                 )
@@ -672,6 +680,41 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int]) -> Piece:
         options=tuple(crops for _, crops in kept),
         log_priors=tuple(prior for prior, _ in kept),
         box=whole.box,
+    )
+
+
+def rejected_whole(piece: Piece, probs: np.ndarray) -> bool:
+    """True when ``piece`` was only ever read whole and the classifier's (C,) probabilities
+    for it say "not a digit" (class 10 above one half): touching digits the geometric guess
+    did not cut (the whole is no digit), worth ``resplit``."""
+    return (
+        len(piece.options) == 1
+        and len(piece.options[0]) == 1
+        and probs.shape[-1] > 10
+        and float(probs[10]) > 0.5
+    )
+
+
+def resplit(piece: Piece) -> Piece:
+    """``piece`` with the split options ``split_options(force=True)`` finds for its ink
+    (the whole first, as before)."""
+    whole = piece.options[0][0]
+    x0, y0, x1, y1 = whole.box
+    pad_y = (whole.image.shape[0] - (y1 - y0)) // 2
+    pad_x = (whole.image.shape[1] - (x1 - x0)) // 2
+    ink = whole.image[pad_y : pad_y + y1 - y0, pad_x : pad_x + x1 - x0].astype(np.float32)
+    forced = split_options(ink, (x0, y0), force=True)
+    splits = [
+        (prior, option)
+        for prior, option in zip(forced.log_priors, forced.options, strict=True)
+        if len(option) > 1
+    ]
+    if not splits:
+        return piece
+    return Piece(
+        options=(piece.options[0], *(option for _, option in splits)),
+        log_priors=(piece.log_priors[0], *(prior for prior, _ in splits)),
+        box=piece.box,
     )
 
 
@@ -718,11 +761,11 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
     # Erasing a strike also erases what it covered (a 4's bar): reattach farther pieces.
     groups, specks = _attach_small(groups, reach=0.4 if struck else 0.15)
 
-    pieces = []
-    for group in groups:
+    def group_ink(group: _Group) -> np.ndarray:
         own = np.isin(labels[group.y0 : group.y1, group.x0 : group.x1], group.labels)
-        piece_ink = np.where(own, ink[group.y0 : group.y1, group.x0 : group.x1], 0.0)
-        pieces.append(split_options(piece_ink, (group.x0, group.y0)))
+        return np.where(own, ink[group.y0 : group.y1, group.x0 : group.x1], 0.0)
+
+    pieces = [split_options(group_ink(group), (group.x0, group.y0)) for group in groups]
     dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
     return CellSegmentation(
         pieces=tuple(pieces), struck_through=struck, ink_fraction=ink_fraction, dropped=dropped

@@ -114,9 +114,12 @@ def chunk():
 
 
 def test_one_batched_inference_for_the_whole_chunk(chunk):
+    """Every digit of the chunk in one call; at most one more, much smaller, for the split
+    options of pieces the classifier rejected whole."""
     _, _, counting = chunk
-    assert len(counting.calls) == 1
+    assert 1 <= len(counting.calls) <= 2
     assert counting.calls[0] > 4 * 40  # every digit of the four readable telegrams
+    assert all(later < counting.calls[0] / 4 for later in counting.calls[1:])
 
 
 def test_bad_pages_get_their_error_and_the_others_are_read(chunk):

@@ -209,6 +209,23 @@ def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
         assert 0.0 < segmentation.split_confidence <= 1.0
 
 
+def test_a_piece_rejected_whole_is_cut_even_when_narrow(classifier):
+    """Two digits written touching and slanted are narrower than the geometric guess
+    expects; once the classifier rejects the whole, ``resplit`` offers the cuts."""
+    from pipeline.segment import rejected_whole, resplit
+
+    cell, _ = compose([digit(1, 2), digit(7, 2)], gaps=[-4])
+    (piece,) = segment_cell(cell).pieces
+    narrow_piece = type(piece)(options=piece.options[:1], log_priors=(0.0,), box=piece.box)
+    again = resplit(narrow_piece)
+    assert again.options[0] == narrow_piece.options[0]
+    assert any(len(option) == 2 for option in again.options[1:])
+    not_a_digit = np.array([0.0] * 10 + [0.9])
+    assert rejected_whole(narrow_piece, not_a_digit)
+    assert not rejected_whole(narrow_piece, np.eye(11)[3])
+    assert not rejected_whole(again, not_a_digit)  # already has cuts to choose from
+
+
 def test_ruled_line_remnant_touching_a_digit_is_cut_away():
     one = argentine_one(broken=False)
     cell, _ = compose([one, digit(3, 2)], gaps=[6], height=44)
