@@ -10,6 +10,8 @@ Steps, each a small function below:
    ``max(MIN_INK, INK_SHARE * strongest ink)``.
 2. struck-through numbers: a thin horizontal run crossing the whole number in its middle band
    is recorded (``struck_through``) and erased so the digits under it can still be read.
+   A piece crossed out by a line or an X beside other, unstruck digits (a correction) is
+   dropped after step 4 and the cell flagged ``struck_through`` (``_struck_out_groups``).
 3. ruled-line remnants: long runs along the cell's edges are erased, even where they touch a
    digit (``strip_edge_lines``); connected components (8-connected) follow, and long thin
    pieces lying along the edges are dropped.
@@ -92,7 +94,8 @@ class CellSegmentation:
     """Result of ``segment_cell``.
 
     pieces: ink pieces left to right (each with its split options).
-    struck_through: a stroke crossed out the whole number (the digits under it are still given).
+    struck_through: a stroke crossed out the whole number (the digits under it are still
+    given), or a crossed-out number beside its correction was dropped (in ``dropped``).
     ink_fraction: share of the cell's pixels that are ink (before cleaning), 0..1.
     dropped: boxes of the pieces dropped as specks or ruled-line remnants (for debug views).
     """
@@ -718,6 +721,152 @@ def resplit(piece: Piece) -> Piece:
     )
 
 
+# --------------------------------------------------------------------------- struck-out pieces
+
+# A strike line over part of a cell covers this share of its length with ink (1 px tolerance).
+STRIKE_COVERAGE = 0.95
+# ... and an X's two diagonals this share each.
+CROSS_COVERAGE = 0.9
+# A strike overshoots the digits it crosses by this share of their height on both sides.
+LINE_OVERSHOOT = 0.05
+# ... and is this close to horizontal (rise over run; ~14 degrees): a z-shaped 2 or a 8 lying
+# on its side is steeper from end to end.
+MAX_STRIKE_SLOPE = 0.25
+# ... and reach within this share of the piece's smaller side (city-block) of its 4 corners.
+CORNER_REACH = 0.15
+
+
+def _coverage(ink: np.ndarray, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """Share of the straight segment start -> end ((x, y) pixels) lying on ``ink`` (h, w) bool
+    (already widened by 1 px so a slightly wavy or anti-aliased stroke still counts)."""
+    (xa, ya), (xb, yb) = start, end
+    steps = int(max(abs(xb - xa), abs(yb - ya))) + 1
+    xs = np.rint(np.linspace(xa, xb, steps)).astype(int)
+    ys = np.rint(np.linspace(ya, yb, steps)).astype(int)
+    return float(ink[ys, xs].mean())
+
+
+def _end_row(column: np.ndarray) -> float:
+    """Mean row of the ink in one column (h,) bool."""
+    return float(np.flatnonzero(column).mean())
+
+
+def _struck_by_line(own: np.ndarray) -> bool:
+    """A piece (h, w) bool crossed out by one straight stroke: the stroke runs from the
+    piece's leftmost to its rightmost ink, is straight (``STRIKE_COVERAGE`` of the segment
+    between the ends' mean rows is ink), at most ``MAX_STRIKE_SLOPE`` from horizontal, crosses the
+    middle 25-75% of the piece's height, has digits under it (ink both above and below it),
+    overshoots them on both sides by ``LINE_OVERSHOOT`` of the height (a pen crossing out
+    overshoots what it crosses; a digit's own stroke ends where the digit does), and is at
+    least 1.1x the piece's height long (longer than the bar of a 7 or a 4, about half a
+    digit's height, and than most single digits are wide). The ends must be thin (the stroke
+    alone): a 2's base or a 7's top reaching both ends is not in the middle band. A single
+    struck digit (a "+" from a struck 1) is not told from a 4 or a crossed 7 and is missed.
+    """
+    height, width = own.shape
+    if width < 1.1 * height or height < 6:
+        return False
+    band = max(2, round(0.15 * height))
+    left_end = own[:, :2].any(axis=1)
+    right_end = own[:, -2:].any(axis=1)
+    thin = max(4, round(0.2 * height))  # a pen stroke, seen across (a few px at 200 dpi)
+    if left_end.sum() > thin or right_end.sum() > thin:  # an end that is not a thin stroke
+        return False
+    y_left, y_right = _end_row(left_end), _end_row(right_end)
+    if abs(y_right - y_left) > MAX_STRIKE_SLOPE * width:
+        return False
+    if not 0.25 * height <= (y_left + y_right) / 2 <= 0.75 * height:
+        return False
+    if _coverage(_widen(own), (0, y_left), (width - 1, y_right)) < STRIKE_COVERAGE:
+        return False
+    rows = np.arange(height)[:, None]
+    line_rows = y_left + (y_right - y_left) * np.arange(width)[None, :] / max(1, width - 1)
+    above = own & (rows < line_rows - band)
+    below = own & (rows > line_rows + band)
+    if above.sum() < height or below.sum() < height:
+        return False
+    if width < 1.1 * height:
+        return False
+    cols = np.flatnonzero((above | below).any(axis=0))
+    needed = max(2.0, LINE_OVERSHOOT * height)
+    return bool(cols[0] >= needed and width - 1 - cols[-1] >= needed)
+
+
+def _struck_by_cross(own: np.ndarray) -> bool:
+    """A piece (h, w) bool crossed out with an X: two straight strokes from corner to corner
+    of the piece (top-left to bottom-right, bottom-left to top-right; the corners are the
+    ink pixels farthest along each diagonal direction), each spanning >= 70% of the piece's
+    height and >= 25% of it in width, ``CROSS_COVERAGE`` of each segment on ink. Digits' own
+    strokes are curved or do not reach both opposite corners."""
+    height, width = own.shape
+    if height < 6 or width < 0.25 * height:
+        return False
+    reach = max(2.0, CORNER_REACH * min(height, width))
+    r = int(reach) + 1
+    if not (own[:r, :r].any() and own[-r:, -r:].any() and own[-r:, :r].any()):
+        return False  # cheap test first: ink near three of the corners
+    ys, xs = np.nonzero(own)
+    top_left = int(np.argmin(xs + ys))
+    bottom_right = int(np.argmax(xs + ys))
+    bottom_left = int(np.argmin(xs - ys))
+    top_right = int(np.argmax(xs - ys))
+    # The strokes' ends are the piece's corners (a pen crossing out overshoots the digits);
+    # a digit's outline is rounded there (an 8, a 3, a 6) or reaches only some corners.
+    for index, (corner_x, corner_y) in zip(
+        (top_left, bottom_right, bottom_left, top_right),
+        ((0, 0), (width - 1, height - 1), (0, height - 1), (width - 1, 0)),
+        strict=True,
+    ):
+        if abs(xs[index] - corner_x) + abs(ys[index] - corner_y) > reach:
+            return False
+    wide = _widen(own)
+    for a, b, down in ((top_left, bottom_right, True), (bottom_left, top_right, False)):
+        dx, dy = xs[b] - xs[a], ys[b] - ys[a]
+        if dx < 0.25 * height or abs(dy) < 0.7 * height or (dy > 0) != down:
+            return False
+        if _coverage(wide, (xs[a], ys[a]), (xs[b], ys[b])) < CROSS_COVERAGE:
+            return False
+    return True
+
+
+def is_struck_out(own: np.ndarray) -> bool:
+    """True when a piece of ink (h, w) bool (its own pixels, cropped to its box) is a number
+    crossed out by a strike line or an X (``_struck_by_line``, ``_struck_by_cross``)."""
+    return _struck_by_line(own) or _struck_by_cross(own)
+
+
+def _widen(own: np.ndarray) -> np.ndarray:
+    """(h, w) bool ink grown by 1 px (3x3): a slightly wavy or anti-aliased stroke still
+    lies on a straight segment drawn along it."""
+    return cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def _own_pixels(labels: np.ndarray, group: _Group) -> np.ndarray:
+    """(h, w) bool: the group's own pixels within its box (a plain comparison for the common
+    one-label group: np.isin costs ~10x more)."""
+    box = labels[group.y0 : group.y1, group.x0 : group.x1]
+    return box == group.labels[0] if len(group.labels) == 1 else np.isin(box, group.labels)
+
+
+def _struck_out_groups(groups: Sequence[_Group], labels: np.ndarray) -> set[int]:
+    """Indices of the pieces crossed out (``is_struck_out``) beside a correction. Only pieces
+    at least half as tall as the tallest count, and only when some other such piece is not
+    crossed out (a number struck out with nothing else written is left to ``find_strike``:
+    read and flagged). labels: (H, W) component labels of the cell, as in the groups."""
+    if len(groups) < 2:
+        return set()
+    tallest = max(g.height for g in groups)
+    struck = {
+        i
+        for i, g in enumerate(groups)
+        if g.height >= 0.5 * tallest and g.height >= 6 and is_struck_out(_own_pixels(labels, g))
+    }
+    if not struck:
+        return struck
+    kept = [g for i, g in enumerate(groups) if i not in struck and g.height >= 0.5 * tallest]
+    return struck if kept else set()
+
+
 # --------------------------------------------------------------------------- main entry
 
 
@@ -760,6 +909,12 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
         groups = [g for g in groups if not _is_line_remnant(g, height, width, lines)]
     # Erasing a strike also erases what it covered (a 4's bar): reattach farther pieces.
     groups, specks = _attach_small(groups, reach=0.4 if struck else 0.15)
+    # A number crossed out beside its correction: drop it, read the correction, flag the cell.
+    struck_out = _struck_out_groups(groups, labels)
+    if struck_out:
+        struck = True
+        specks += [g for i, g in enumerate(groups) if i in struck_out]
+        groups = [g for i, g in enumerate(groups) if i not in struck_out]
 
     def group_ink(group: _Group) -> np.ndarray:
         own = np.isin(labels[group.y0 : group.y1, group.x0 : group.x1], group.labels)

@@ -275,3 +275,67 @@ def test_slanted_one_broken_across_is_one_digit():
     cell, _ = compose([one, digit(5, 3)], gaps=[7])
     assert cv2.connectedComponents((cell < 128).astype(np.uint8))[0] - 1 == 3
     assert len(segment_cell(cell).digits) == 2
+
+
+def corrected_cell(wrong: list[int], right: list[int], strike: str) -> tuple[np.ndarray, int]:
+    """A corrected cell of real MNIST digits: ``wrong`` crossed out (``strike`` = "line": one
+    slightly rising stroke overshooting it by 3 px; "x": two diagonals from corner to corner of
+    its ink) and ``right`` written beside it. Returns the cell and the x where ``right``
+    starts."""
+    digits = [digit(d, 2) for d in wrong] + [digit(d, 1) for d in right]
+    gaps = [2] * (len(wrong) - 1) + [14] + [5] * (len(right) - 1)
+    cell, ranges = compose(digits, gaps=gaps)
+    x0, x1 = ranges[0][0], ranges[len(wrong) - 1][1] - 1
+    rows = np.flatnonzero((cell[:, x0 : x1 + 1] < 128).any(axis=1))
+    y0, y1 = int(rows[0]), int(rows[-1])
+    if strike == "line":
+        mid = (y0 + y1) // 2
+        cv2.line(cell, (x0 - 3, mid + 2), (x1 + 3, mid - 2), 0, 2)
+    else:
+        cv2.line(cell, (x0, y0), (x1, y1), 0, 2)
+        cv2.line(cell, (x0, y1), (x1, y0), 0, 2)
+    return cell, ranges[len(wrong)][0]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "right", "strike"),
+    [([4, 8], [5, 0], "line"), ([2, 7], [2, 5], "line"), ([6], [7], "x"), ([3, 9], [4, 1], "x")],
+)
+def test_number_crossed_out_beside_its_correction_is_dropped(wrong, right, strike):
+    cell, right_x = corrected_cell(wrong, right, strike)
+    result = segment_cell(cell)
+    assert result.struck_through  # a correction goes to review
+    assert len(result.digits) == len(right)
+    assert all(crop.box[0] >= right_x - 1 for crop in result.digits)
+    assert any(box[2] < right_x for box in result.dropped)  # the crossed-out number
+
+
+@pytest.mark.parametrize("strike", ["line", "x"])
+def test_correction_reads_as_the_right_number(classifier, strike):
+    cell, _ = corrected_cell([4, 8], [5, 0], strike)
+    from pipeline.reframe import reframe_digit
+
+    result = choose_split(segment_cell(cell), classifier.predict_proba)
+    frames = np.stack([reframe_digit(crop.image) for crop in result.digits])
+    assert classifier.predict_proba(frames)[:, :10].argmax(axis=1).tolist() == [5, 0]
+
+
+def test_crossed_sevens_fours_and_plain_numbers_keep_all_their_digits():
+    seven = np.zeros((28, 22), np.uint8)
+    cv2.line(seven, (2, 3), (19, 3), 255, 2)
+    cv2.line(seven, (19, 3), (9, 26), 255, 2)
+    cv2.line(seven, (4, 14), (21, 14), 255, 2)  # a long bar, overshooting the stem both ways
+    apart = [compose([seven, digit(2), digit(4)], gaps=[5, 5])[0]]
+    touching = []
+    for labels in ([4, 1], [7, 4], [4, 4, 7], [2, 5, 8], [1, 0, 3], [2, 2], [8, 5]):
+        for nth in range(5):
+            digits = [digit(d, nth) for d in labels]
+            apart.append(compose(digits, gaps=[5] * (len(labels) - 1))[0])
+            touching.append(compose(digits, gaps=[-2] * (len(labels) - 1))[0])
+    for cell in apart:
+        result = segment_cell(cell)
+        assert not result.struck_through
+        assert not result.dropped
+    # touching digits: no piece is dropped as crossed out (find_strike, the whole-number
+    # strike, may still take a long joint for a strike: it keeps the digits)
+    assert not any(segment_cell(cell).dropped for cell in touching)
