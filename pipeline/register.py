@@ -241,7 +241,7 @@ def line_masks(work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _coordinates(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ys, xs) float32 of the mask's pixels, relative to the mask's centre."""
-    ys, xs = np.nonzero(mask)
+    ys, xs = np.nonzero(mask != 0)  # np.nonzero scans a bool array ~1.5x faster than uint8
     height, width = mask.shape
     return ys.astype(np.float32) - height / 2, xs.astype(np.float32) - width / 2
 
@@ -586,11 +586,15 @@ def register_page(image: np.ndarray, template: FormTemplate) -> Registration:
 
 
 def _search_both(hmask, vmask, grey, predicted, horizontal, radius):
-    """``_search_lines`` with the horizontal mask for horizontal samples, vertical for the rest."""
-    found_h, ok_h = _search_lines(hmask, grey, predicted, horizontal, radius)
-    found_v, ok_v = _search_lines(vmask, grey, predicted, horizontal, radius)
-    found = np.where(horizontal[:, None], found_h, found_v)
-    return found, np.where(horizontal, ok_h, ok_v)
+    """``_search_lines`` with the horizontal mask for horizontal samples, vertical for the rest
+    (each sample is searched on its own, so each mask is searched for its samples only)."""
+    found = np.empty_like(predicted)
+    ok = np.empty(len(predicted), bool)
+    for mask, subset in ((hmask, horizontal), (vmask, ~horizontal)):
+        found[subset], ok[subset] = _search_lines(
+            mask, grey, predicted[subset], horizontal[subset], radius
+        )
+    return found, ok
 
 
 def _page_px(matrix: np.ndarray) -> tuple[float, float]:
