@@ -395,6 +395,10 @@ class _BatchedDigits:
     def probs_of(self, crop: DigitCrop) -> np.ndarray:
         return self.probs[self._index[id(crop)]]
 
+    def frame_of(self, crop: DigitCrop) -> np.ndarray:
+        """The (28, 28) uint8 frame the classifier saw for ``crop``."""
+        return self._frames[self._index[id(crop)]]
+
 
 def classify_digits(
     pages: Sequence[PageFields], classifier: Classifier

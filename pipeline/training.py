@@ -6,6 +6,14 @@
   on MNIST train (reframed) plus augmented and synthesised variants (``pipeline.augment``).
   5,000 MNIST train digits are held out for model selection; USPS is never used here.
 
+``adapt`` then fine-tunes a trained model on digits as the pipeline sees them: synthetic
+telegrams written with MNIST *train* digits (``pipeline.synth``) are read by the pipeline,
+and the digits of every cell cut into as many pieces as its true number has digits are
+labelled with those digits (``harvest_telegram_digits``). Trained on those frames plus MNIST
+train (clean and augmented, so nothing learnt is forgotten), the model learns what
+registration, line removal, stroke normalisation and segmentation do to a digit. MNIST test,
+USPS and the evaluation telegrams (written with MNIST test or USPS digits) stay unseen.
+
 Both models take (N, 28, 28) uint8-valued input (white ink on black, as ``reframe_digit``
 returns) and rescale it internally, so callers never normalise.
 
@@ -325,3 +333,189 @@ def card_path(model_file: Path) -> Path:
     """pipeline/models/default.keras -> pipeline/models/default.card.json."""
     model_file = Path(model_file)
     return model_file.with_name(model_file.stem + ".card.json")
+
+
+# --------------------------------------------------------------------------- adaptation
+
+# Synthetic telegrams ``adapt`` reads, as shares of its ``telegrams``: scan quality -> share.
+ADAPT_QUALITIES = (("typical", 0.6), ("clean", 0.2), ("hard", 0.2))
+ADAPT_FORM = "arg-2023-general"
+
+
+def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM):
+    """The digits of a ``pipeline.synth`` dataset as the pipeline frames them, labelled.
+
+    Every scan of ``directory`` is read (registration, cells, segmentation, classification
+    of the split options, exactly as ``escrutinio read`` does); a written value cell whose
+    chosen segmentation has as many digits as its true number (``truth.csv``), and that is
+    not struck through, gives one (28, 28) frame per digit, labelled left to right.
+    Returns (x (N, 28, 28) uint8, y (N,) int32, counts: cells seen / cells used / pages).
+    """
+    from pipeline.errors import BadInput as PageError
+    from pipeline.forms import load_template
+    from pipeline.read import classify_digits, load_scan, prepare_page
+    from pipeline.synth.writer import read_truth
+
+    template = load_template(form)
+    truth, _ = read_truth(directory)
+    frames: list[np.ndarray] = []
+    labels: list[int] = []
+    counts = {"pages": 0, "cells": 0, "cells_used": 0}
+    scans = sorted((directory / "scans").glob("*.png"))
+    for start in range(0, len(scans), 16):
+        pages = []
+        for path in scans[start : start + 16]:
+            try:
+                pages.append((path.stem, prepare_page(load_scan(path, 10**9, 10**9), template)))
+            except PageError:
+                continue
+        chosen, batch = classify_digits([page for _, page in pages], classifier)
+        for (mesa, _), segmentations in zip(pages, chosen, strict=True):
+            counts["pages"] += 1
+            for cell in template.value_cells():
+                row = cell.row
+                segmentation = segmentations.get(f"{row.key}|{cell.column.cargo_id}")
+                if row.votos_tipo == "TOTAL" or segmentation is None:
+                    continue
+                positive = row.votos_tipo == "POSITIVO"
+                key = (
+                    mesa,
+                    cell.column.cargo_id,
+                    row.votos_tipo,
+                    row.agrupacion_id if positive else None,
+                    row.lista_numero if positive else None,
+                )
+                value = truth.get(key)
+                counts["cells"] += 1
+                digits = segmentation.digits
+                if value is None or segmentation.struck_through or len(digits) != len(str(value)):
+                    continue
+                counts["cells_used"] += 1
+                for crop, digit in zip(digits, str(value), strict=True):
+                    frames.append(batch.frame_of(crop))
+                    labels.append(int(digit))
+    x = np.stack(frames) if frames else np.zeros((0, 28, 28), np.uint8)
+    return x, np.asarray(labels, np.int32), counts
+
+
+def write_train_bank(data: MnistData, path: Path) -> Path:
+    """MNIST train as a ``pipeline.synth`` digit bank (keys x, y): the telegrams ``adapt``
+    learns from are written with digits the evaluation telegrams never use."""
+    np.savez(path, x=data.x_train, y=data.y_train)
+    return path
+
+
+def adapt(
+    base: Path,
+    data: MnistData,
+    workdir: Path,
+    telegrams: int = 500,
+    seed: int = 501,
+    epochs: int = 3,
+    learning_rate: float = 3e-4,
+    log: Callable = print,
+) -> tuple[object, dict]:
+    """Fine-tune the model in ``base`` (.keras) on pipeline-framed telegram digits.
+
+    Writes ``telegrams`` synthetic telegrams (``ADAPT_QUALITIES``, seeds ``seed``, ``seed`` + 1,
+    ...) with MNIST train digits into ``workdir``, harvests their digits with the base model
+    (``harvest_telegram_digits``), keeps 10% of them aside to report, and trains ``epochs``
+    epochs, each on the harvested digits twice plus 25,000 MNIST train digits clean and
+    augmented (with not-a-digit images), Adam at ``learning_rate``. Returns (model, facts).
+    """
+    import keras
+
+    from pipeline import augment
+    from pipeline.model import get_classifier
+    from pipeline.reframe import reframe_many
+    from pipeline.synth.writer import SynthConfig, write_dataset
+
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    started = time.time()
+    bank = write_train_bank(data, Path(workdir) / "mnist_train_bank.npz")
+    classifier = get_classifier(str(base))
+    parts_x, parts_y, harvest_counts = [], [], {}
+    for offset, (quality, share) in enumerate(ADAPT_QUALITIES):
+        directory = Path(workdir) / f"telegrams-{quality}"
+        config = SynthConfig(
+            outdir=directory,
+            count=max(1, round(share * telegrams)),
+            form=ADAPT_FORM,
+            seed=seed + offset,
+            digits=str(bank),
+            quality=quality,
+        )
+        write_dataset(config, progress=False)
+        x, y, counts = harvest_telegram_digits(directory, classifier)
+        parts_x.append(x)
+        parts_y.append(y)
+        harvest_counts[quality] = counts
+        log(offset, {f"{quality}_digits": len(x), f"{quality}_cells_used": counts["cells_used"]})
+    harvest_x, harvest_y = np.concatenate(parts_x), np.concatenate(parts_y)
+    order = rng.permutation(len(harvest_x))
+    aside = order[: len(order) // 10]
+    train = order[len(order) // 10 :]
+    x_mnist = reframe_many(data.x_train)
+    y_mnist = data.y_train.astype(np.int32)
+    model = keras.models.load_model(base)
+
+    def harvest_accuracy() -> float:
+        probabilities = model.predict(
+            harvest_x[aside].astype(np.float32), batch_size=1024, verbose=0
+        )
+        return float((probabilities.argmax(axis=1) == harvest_y[aside]).mean())
+
+    before = harvest_accuracy()
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        optimizer=keras.optimizers.Adam(learning_rate),
+        metrics=["accuracy"],
+    )
+    for epoch in range(epochs):
+        tick = time.time()
+        sample = rng.choice(len(x_mnist), 25_000, replace=False)
+        x_aug, y_aug = augment.augmented_epoch(
+            x_mnist[sample], y_mnist[sample], rng, JUNK_SHARE, PAIR_SHARE
+        )
+        x_epoch = np.concatenate([harvest_x[train], harvest_x[train], x_mnist[sample], x_aug])
+        y_epoch = np.concatenate([harvest_y[train], harvest_y[train], y_mnist[sample], y_aug])
+        shuffle = rng.permutation(len(x_epoch))
+        history = model.fit(
+            x_epoch[shuffle].astype(np.float32),
+            y_epoch[shuffle],
+            batch_size=128,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
+        log(
+            epoch,
+            {
+                "loss": round(float(history.history["loss"][0]), 4),
+                "harvest_aside_accuracy": harvest_accuracy(),
+                "epoch_seconds": round(time.time() - tick, 1),
+            },
+        )
+    facts = {
+        "adapted_from": {"file": Path(base).name, "sha256": sha256_file(Path(base))},
+        "adaptation": (
+            f"fine-tuned {epochs} epochs (Adam {learning_rate:g}) on the digits the pipeline "
+            f"cut from {telegrams} synthetic {ADAPT_FORM} telegrams written with MNIST train "
+            "digits (qualities "
+            + ", ".join(f"{q} {share:.0%}" for q, share in ADAPT_QUALITIES)
+            + f"; seeds from {seed}), each twice per epoch, plus 25,000 MNIST train digits "
+            "clean and augmented with not-a-digit images per epoch"
+        ),
+        "harvest": {
+            "digits": int(len(harvest_x)),
+            "per_quality": harvest_counts,
+            "aside_accuracy_before": before,
+            "aside_accuracy_after": harvest_accuracy(),
+        },
+        "seed": seed,
+        "epochs": epochs,
+        "training_seconds": round(time.time() - started, 1),
+        "usps_used_for_training": False,
+    }
+    return model, facts

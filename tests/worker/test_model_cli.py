@@ -143,3 +143,10 @@ def test_train_rejects_bad_arguments_before_training(capsys, tmp_path):
     )
     assert "MNIST file not found" in line
     assert ".keras" in one_line_error(capsys, "train", "--out", str(tmp_path / "model.h5"))
+
+
+def test_adapt_rejects_bad_arguments_before_reading_anything(capsys, tmp_path):
+    out = str(tmp_path / "m.keras")
+    missing = one_line_error(capsys, "adapt", "--base", str(tmp_path / "none.keras"), "--out", out)
+    assert "no such model file" in missing
+    assert ".keras" in one_line_error(capsys, "adapt", "--base", "x.h5", "--out", out)

@@ -1,4 +1,5 @@
-"""``escrutinio train`` and ``escrutinio evaluate digits|numbers``: the digit models."""
+"""``escrutinio train``, ``escrutinio adapt`` and ``escrutinio evaluate digits|numbers``: the
+digit models."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, help="default: 15 (paper), 8 (default)")
     train.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
     train.set_defaults(func=run_train)
+
+    adapt = subparsers.add_parser(
+        "adapt",
+        help="fine-tune a trained model on digits as the pipeline cuts them from synthetic "
+        "telegrams written with MNIST train digits",
+    )
+    adapt.add_argument("--base", type=Path, required=True, metavar="BASE.keras")
+    adapt.add_argument("--mnist", type=Path, help="mnist.npz (as for train)")
+    adapt.add_argument("--out", type=Path, required=True, metavar="FILE.keras")
+    adapt.add_argument("--usps", type=Path, help="usps.npz: a final check on the card")
+    adapt.add_argument("--telegrams", type=int, default=500, help="synthetic telegrams (500)")
+    adapt.add_argument("--seed", type=int, default=501)
+    adapt.add_argument("--epochs", type=int, default=3)
+    adapt.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
+    adapt.set_defaults(func=run_adapt)
 
     evaluate = subparsers.add_parser("evaluate", help="measure a digit model")
     kinds = evaluate.add_subparsers(dest="evaluate_command", required=True, metavar="WHAT")
@@ -96,6 +112,50 @@ def run_train(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out} ({card['parameters']} parameters, sha256 {card['sha256'][:12]}); "
         f"MNIST test accuracy {metrics['mnist_test']['accuracy']:.4f}"
+    )
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.out.suffix != ".keras" or args.base.suffix != ".keras":
+        raise BadInput(f"--base and --out must end in .keras: {args.base}, {args.out}")
+    if not args.base.is_file():
+        raise BadInput(f"--base: no such model file: {args.base}")
+    if args.telegrams < 10 or args.epochs < 1:
+        raise BadInput("--telegrams must be at least 10 and --epochs at least 1")
+    import tempfile
+
+    import tensorflow as tf
+
+    from pipeline import training
+
+    data = training.load_mnist(args.mnist)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    base_card_file = training.card_path(args.base)
+    base_card = json.loads(base_card_file.read_text()) if base_card_file.is_file() else {}
+
+    def log(step: int, figures: dict) -> None:
+        shown = ", ".join(f"{key} {value}" for key, value in figures.items())
+        print(f"step {step + 1}: {shown}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="escrutinio-adapt-") as workdir:
+        model, facts = training.adapt(
+            args.base, data, Path(workdir), args.telegrams, args.seed, args.epochs, log=log
+        )
+    facts = {
+        "training_data": base_card.get("training_data", "see the base model's card"),
+        "base_weights_sha256": base_card.get("weights_sha256"),
+        "base_command": base_card.get("command"),
+        **facts,
+        "command": " ".join(["escrutinio", *sys.argv[1:]]),
+    }
+    metrics = training.test_metrics(model, data, args.usps)
+    card = training.save_model(model, facts, args.out, metrics)
+    print(
+        f"wrote {args.out} (sha256 {card['sha256'][:12]}); MNIST test accuracy "
+        f"{metrics['mnist_test']['accuracy']:.4f}"
     )
     return 0
 
