@@ -185,7 +185,7 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
         grey = 255.0 - grey
     paper = _level_percentile(counts, grey, 90)
     ink_levels = np.clip(paper - grey, 0.0, 255.0)
-    return ink_levels[array], (counts, ink_levels)
+    return cv2.LUT(array, ink_levels), (counts, ink_levels)  # ink_levels[array], faster
 
 
 def _level_ranks(counts: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -676,12 +676,16 @@ def _holes(ink: np.ndarray) -> np.ndarray:
 
 def _stroke_width(ink: np.ndarray) -> float:
     """Median length of the horizontal ink runs: the pen's width in pixels."""
-    mask = ink > 0
-    padded = np.pad(mask, ((0, 0), (1, 1))).astype(np.int8)
+    padded = np.zeros((ink.shape[0], ink.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = ink > 0
     diff = np.diff(padded, axis=1)
     starts, ends = np.nonzero(diff == 1), np.nonzero(diff == -1)
-    lengths = ends[1] - starts[1]
-    return float(max(1.0, np.median(lengths))) if lengths.size else 1.0
+    lengths = np.sort(ends[1] - starts[1])
+    if not lengths.size:
+        return 1.0
+    middle = lengths.size // 2  # np.median's figure, without its machinery
+    median = lengths[middle] if lengths.size % 2 else np.mean(lengths[middle - 1 : middle + 1])
+    return float(max(1.0, median))
 
 
 # Cutting a stroke more than once means cutting through a digit's body (a 3, 8, 0...).
