@@ -221,7 +221,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=64, help="telegrams per run (64)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--register-files", type=int, default=20_000)
+    parser.add_argument(
+        "--register-files", type=int, default=20_000, help="0: skip the registration figures"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/escrutinio-bench"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -263,9 +265,11 @@ def main() -> int:
                     print(json.dumps(run), flush=True)
             finally:
                 stop_worker(worker)
-        per_file, megabytes_per_second, scan_mb = registration_rate(
-            db, args.work, args.register_files, sources
-        )
+        per_file = megabytes_per_second = scan_mb = 0.0
+        if args.register_files > 0:
+            per_file, megabytes_per_second, scan_mb = registration_rate(
+                db, args.work, args.register_files, sources
+            )
     best = {}
     for run in results["runs"]:
         best[run["processes"]] = max(best.get(run["processes"], 0), run["telegrams_per_second"])
@@ -273,7 +277,9 @@ def main() -> int:
     cpu_per_telegram = min(run["worker_cpu_seconds_per_telegram"] for run in results["runs"])
     idle_two_core_rate = 2 / cpu_per_telegram if cpu_per_telegram else 0
     needed = NATIONAL_TELEGRAMS / WINDOW_SECONDS
-    register_seconds = 100_000 / per_file + 100_000 * scan_mb / megabytes_per_second
+    register_seconds = (
+        100_000 / per_file + 100_000 * scan_mb / megabytes_per_second if per_file else 0.0
+    )
     results["projection"] = {
         "needed_telegrams_per_second": round(needed, 1),
         "per_core_telegrams_per_second": round(two_core_rate / 2, 3),
