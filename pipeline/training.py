@@ -215,14 +215,7 @@ def train_default(
         y_epoch = np.concatenate([y_train, y_aug])
         shuffle = rng.permutation(len(x_epoch))
         made = time.time() - tick
-        history = model.fit(
-            x_epoch[shuffle].astype(np.float32),
-            y_epoch[shuffle],
-            batch_size=128,
-            epochs=1,
-            verbose=0,
-            shuffle=False,
-        )
+        history = _fit_epoch(model, x_epoch[shuffle], y_epoch[shuffle])
         probabilities = model.predict(x_val.astype(np.float32), batch_size=1024, verbose=0)
         val_accuracy = float((probabilities.argmax(axis=1) == y_val).mean())
         log(
@@ -256,6 +249,12 @@ def train_default(
         "usps_used_for_training": False,
     }
     return model, facts
+
+
+def _fit_epoch(model, x: np.ndarray, y: np.ndarray):
+    """One epoch over (x (N, 28, 28), y (N,)) in the order given (the caller shuffles with
+    its seeded generator), batches of 128; returns the Keras history."""
+    return model.fit(x.astype(np.float32), y, batch_size=128, epochs=1, verbose=0, shuffle=False)
 
 
 def train(
@@ -481,14 +480,7 @@ def adapt(
         x_epoch = np.concatenate([harvest_x[train], harvest_x[train], x_mnist[sample], x_aug])
         y_epoch = np.concatenate([harvest_y[train], harvest_y[train], y_mnist[sample], y_aug])
         shuffle = rng.permutation(len(x_epoch))
-        history = model.fit(
-            x_epoch[shuffle].astype(np.float32),
-            y_epoch[shuffle],
-            batch_size=128,
-            epochs=1,
-            verbose=0,
-            shuffle=False,
-        )
+        history = _fit_epoch(model, x_epoch[shuffle], y_epoch[shuffle])
         log(
             epoch,
             {

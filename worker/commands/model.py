@@ -107,6 +107,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     model, facts = training.train(args.model, data, args.seed, args.epochs, log)
     facts["command"] = " ".join(["escrutinio", *sys.argv[1:]])
+    return _save_with_card(model, facts, data, args)
+
+
+def _save_with_card(model, facts: dict, data, args: argparse.Namespace) -> int:
+    """Test figures (MNIST test, USPS if given), then the model file and its card."""
+    from pipeline import training
+
     metrics = training.test_metrics(model, data, args.usps)
     card = training.save_model(model, facts, args.out, metrics)
     print(
@@ -151,13 +158,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         **facts,
         "command": " ".join(["escrutinio", *sys.argv[1:]]),
     }
-    metrics = training.test_metrics(model, data, args.usps)
-    card = training.save_model(model, facts, args.out, metrics)
-    print(
-        f"wrote {args.out} (sha256 {card['sha256'][:12]}); MNIST test accuracy "
-        f"{metrics['mnist_test']['accuracy']:.4f}"
-    )
-    return 0
+    return _save_with_card(model, facts, data, args)
 
 
 def run_evaluate_digits(args: argparse.Namespace) -> int:
