@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from pipeline.forms import Box, FormTemplate
+from pipeline.quantiles import histogram_median
 
 CELL_DPI = 150  # resolution of the registered page the cells are cut from
 MARGIN_Y = 0.3  # cut this share of the cell's height above and below it
@@ -262,8 +263,8 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     # darkness is a whole number of grey levels (-255..255): both medians from its histogram
     sample_counts = np.bincount((darkness[::4, ::4].astype(np.int32) + 255).ravel(), minlength=511)
     levels = np.arange(-255, 256, dtype=np.float32)
-    baseline = float(_histogram_median(sample_counts, levels))
-    noise = 1.4826 * float(_histogram_median(sample_counts, np.abs(levels - baseline)))
+    baseline = float(histogram_median(sample_counts, levels))
+    noise = 1.4826 * float(histogram_median(sample_counts, np.abs(levels - baseline)))
     ink = cv2.GaussianBlur(np.clip(darkness - baseline, 0, 255), (3, 3), 0.7)
     low = ink >= max(FAINT_INK, FAINT_SIGMAS * noise)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
@@ -293,16 +294,6 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     kept = np.where(gains > 0, np.arange(count), 0).astype(np.int32)  # dropped pieces -> 0
     labels = kept[labels]
     return StrokePage((PAPER - strong).astype(np.uint8), labels, area, boxes)
-
-
-def _histogram_median(counts: np.ndarray, levels: np.ndarray) -> np.float32:
-    """``np.median`` of the values ``levels[i]`` (float32) repeated ``counts[i]`` times: the
-    middle value, or the float32 mean of the two middle ones."""
-    order = np.argsort(levels, kind="stable")
-    values, cumulative = levels[order], np.cumsum(counts[order])
-    size = int(cumulative[-1])
-    middle = np.searchsorted(cumulative, [(size - 1) // 2, size // 2], side="right")
-    return np.mean(values[middle]) if size % 2 == 0 else values[middle[1]]
 
 
 def _neighbours_overflow(

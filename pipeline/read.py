@@ -384,7 +384,7 @@ class _BatchedDigits:
     def classify_all(self, classifier: Classifier) -> None:
         """Classify the crops added since the last call (one ``predict_proba`` call; none
         when there are no new crops after the first call)."""
-        done = len(self.probs) if self.probs.shape[0] else 0
+        done = len(self.probs)
         if done and done == len(self._frames):
             return
         pending = self._frames[done:]

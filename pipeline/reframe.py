@@ -17,13 +17,13 @@ on a light background or light ink on a dark one (``ink_is_dark`` decides). Pure
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from pipeline.errors import BadInput
+from pipeline.quantiles import median, percentile
 
 FRAME = 28
 BOX = 20
@@ -68,31 +68,6 @@ def _border(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image[0, :], image[-1, :], image[1:-1, 0], image[1:-1, -1]])
 
 
-def _median(values: np.ndarray) -> float:
-    """``float(np.median(values))`` of finite values, by sorting (cheaper than np.median's
-    machinery on the few hundred pixels of a digit crop's border; the same figure)."""
-    ordered = np.sort(values, axis=None)
-    middle = ordered.size // 2
-    if ordered.size % 2:
-        return float(ordered[middle])
-    return float(np.mean(ordered[middle - 1 : middle + 1]))
-
-
-def _percentile(values: np.ndarray, q: float) -> float:
-    """``float(np.percentile(values, q))`` of finite values (numpy's default linear method and
-    its arithmetic: float64 index, interpolation in the values' dtype), by sorting."""
-    ordered = np.sort(values, axis=None)
-    size = ordered.size
-    virtual = (size - 1) * (q / 100)
-    if virtual >= size - 1:
-        return float(ordered[-1])
-    below = math.floor(virtual)
-    a, b = ordered[below], ordered[below + 1]
-    gamma = virtual - below
-    diff = b - a
-    return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
-
-
 def _background_level(grey: np.ndarray) -> float:
     """The background's grey level.
 
@@ -101,12 +76,12 @@ def _background_level(grey: np.ndarray) -> float:
     the median of the whole image: strokes cover less than half of a digit's crop.
     """
     if min(grey.shape) <= 2:
-        return _median(grey)
+        return median(grey)
     border = _border(grey)
     light_share = np.count_nonzero(border > 127.5) / border.size
     if 0.3 < light_share < 0.7:
-        return _median(grey)
-    return _median(border)
+        return median(grey)
+    return median(border)
 
 
 def ink_is_dark(image: np.ndarray) -> bool:
@@ -140,7 +115,7 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
     # median is not ink. Border pixels brighter than half the ink are ink touching the edge.
     border = _border(ink) if min(ink.shape) > 2 else np.zeros(0, np.float32)
     background = border[border < 0.5 * top]
-    noise = _percentile(background, 98) if background.size else 0.0
+    noise = percentile(background, 98) if background.size else 0.0
     floor = min(max(INK_FLOOR * top, 1.5 * noise), 0.35 * top)
     ink[ink <= floor] = 0.0
     if not ink.any():

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import BadInput
+from pipeline.quantiles import histogram_median, histogram_percentile, median
 
 # Ink must be this many grey levels darker than the paper to count at all (scanner noise).
 MIN_INK = 60
@@ -165,7 +166,7 @@ def _ink_and_mask(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ink, ink_mask(ink)
     ink, (counts, levels) = _uint8_ink(array)
     if ink.size > 1000:
-        strongest = _level_percentile(counts, levels, 99.9)
+        strongest = histogram_percentile(counts, levels, 99.9)
     else:
         strongest = float(levels[counts > 0].max())
     threshold = max(MIN_INK, INK_SHARE * strongest)
@@ -181,42 +182,11 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
     grey = np.arange(256, dtype=np.float32)
     if array.max() <= 1:
         grey = grey * 255.0
-    if float(_level_median(counts, grey)) < 128.0:  # light ink on a dark background
+    if float(histogram_median(counts, grey)) < 128.0:  # light ink on a dark background
         grey = 255.0 - grey
-    paper = _level_percentile(counts, grey, 90)
+    paper = histogram_percentile(counts, grey, 90)
     ink_levels = np.clip(paper - grey, 0.0, 255.0)
     return cv2.LUT(array, ink_levels), (counts, ink_levels)  # ink_levels[array], faster
-
-
-def _level_ranks(counts: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Levels sorted by value and the cumulative pixel counts in that order."""
-    order = np.argsort(levels, kind="stable")
-    return levels[order], np.cumsum(counts[order])
-
-
-def _level_median(counts: np.ndarray, levels: np.ndarray) -> np.float32:
-    """``np.median`` of the values ``levels[i]`` repeated ``counts[i]`` times (float32)."""
-    values, cumulative = _level_ranks(counts, levels)
-    size = int(cumulative[-1])
-    middle = np.searchsorted(cumulative, [(size - 1) // 2, size // 2], side="right")
-    return np.mean(values[middle]) if size % 2 == 0 else values[middle[1]]
-
-
-def _level_percentile(counts: np.ndarray, levels: np.ndarray, q: float) -> float:
-    """``float(np.percentile(values, q))`` (numpy's default linear method, same arithmetic:
-    float64 index, float32 interpolation) of the values ``levels[i]`` (float32) repeated
-    ``counts[i]`` times, without building or sorting them."""
-    values, cumulative = _level_ranks(counts, levels)
-    size = int(cumulative[-1])
-    virtual = (size - 1) * (q / 100)
-    if virtual >= size - 1:
-        return float(values[np.searchsorted(cumulative, size - 1, side="right")])
-    below = math.floor(virtual)
-    at = np.searchsorted(cumulative, [below, below + 1], side="right")
-    a, b = values[at[0]], values[at[1]]
-    gamma = virtual - below
-    diff = b - a
-    return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
 
 
 # --------------------------------------------------------------------------- strike-through
@@ -680,12 +650,8 @@ def _stroke_width(ink: np.ndarray) -> float:
     padded[:, 1:-1] = ink > 0
     diff = np.diff(padded, axis=1)
     starts, ends = np.nonzero(diff == 1), np.nonzero(diff == -1)
-    lengths = np.sort(ends[1] - starts[1])
-    if not lengths.size:
-        return 1.0
-    middle = lengths.size // 2  # np.median's figure, without its machinery
-    median = lengths[middle] if lengths.size % 2 else np.mean(lengths[middle - 1 : middle + 1])
-    return float(max(1.0, median))
+    lengths = ends[1] - starts[1]
+    return max(1.0, median(lengths)) if lengths.size else 1.0
 
 
 # Cutting a stroke more than once means cutting through a digit's body (a 3, 8, 0...).
@@ -864,8 +830,6 @@ def _struck_by_line(own: np.ndarray) -> bool:
     above = own & (rows < line_rows - band)
     below = own & (rows > line_rows + band)
     if above.sum() < height or below.sum() < height:
-        return False
-    if width < 1.1 * height:
         return False
     cols = np.flatnonzero((above | below).any(axis=0))
     needed = max(2.0, LINE_OVERSHOOT * height)

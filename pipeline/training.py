@@ -350,7 +350,6 @@ def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM)
     not struck through, gives one (28, 28) frame per digit, labelled left to right.
     Returns (x (N, 28, 28) uint8, y (N,) int32, counts: cells seen / cells used / pages).
     """
-    from pipeline.errors import BadInput as PageError
     from pipeline.forms import load_template
     from pipeline.read import classify_digits, load_scan, prepare_page
     from pipeline.synth.writer import read_truth
@@ -366,7 +365,7 @@ def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM)
         for path in scans[start : start + 16]:
             try:
                 pages.append((path.stem, prepare_page(load_scan(path, 10**9, 10**9), template)))
-            except PageError:
+            except BadInput:  # a page the pipeline refuses gives no digits
                 continue
         chosen, batch = classify_digits([page for _, page in pages], classifier)
         for (mesa, _), segmentations in zip(pages, chosen, strict=True):
