@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,24 @@ def test_find_scan_files_walks_folders_and_names_a_missing_path(tmp_path: Path) 
         scans.find_scan_files([tmp_path / "nope"])
 
 
+def _die(connection, database_url: str, timeout: float = 10.0) -> None:
+    """A worker's connection dies without a word (no unlock, no rollback), and its server
+    process is gone. That process exits, releasing its advisory locks, a moment after the
+    client hangs up: wait for it, so the test does not race it."""
+    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    connection.invalidate()
+    connection.close()
+    engine = get_engine(database_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:  # pg_stat_activity: a per-transaction snapshot
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            if connection.execute(query, {"pid": pid}).scalar_one() == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"PostgreSQL session {pid} still alive after {timeout} s")
+
+
 def test_a_scan_held_by_a_live_worker_is_not_claimed_by_another(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -77,8 +96,7 @@ def test_a_scan_held_by_a_live_worker_is_not_claimed_by_another(
         assert all(state == ("processing", 1) for state in _status(database_url).values())
         # The first worker dies: its session ends and PostgreSQL drops its locks. The
         # chunk had been claimed without finishing, so it comes back split.
-        first_worker.invalidate()
-        first_worker.close()
+        _die(first_worker, database_url)
         again = scans.claim_scans(second_worker, ids, max_claims=2)
         assert again.split == ids and again.claimed == []
         singles = [scans.claim_scans(second_worker, [scan_id], max_claims=2) for scan_id in ids]
@@ -94,8 +112,7 @@ def test_a_scan_claimed_max_times_without_finishing_is_failed(
     for _ in range(2):  # two workers die holding it
         dying = create_engine(sqlalchemy_url(database_url)).connect()
         assert scans.claim_scans(dying, [scan_id], max_claims=2).claimed
-        dying.invalidate()
-        dying.close()
+        _die(dying, database_url)
     with get_engine(database_url).connect() as connection:
         third = scans.claim_scans(connection, [scan_id], max_claims=2)
         assert third.claimed == [] and third.exhausted == [scan_id]
@@ -110,8 +127,7 @@ def test_forgiven_claims_do_not_count_against_the_cap(database_url: str, tmp_pat
         connection = create_engine(sqlalchemy_url(database_url)).connect()
         claim = scans.claim_scans(connection, ids, max_claims=2, forgiven_claims=forgiven)
         assert [scan.id for scan in claim.claimed] == ids and not claim.split
-        connection.invalidate()
-        connection.close()
+        _die(connection, database_url)
 
 
 def test_done_and_failed_scans_are_not_claimed_again(database_url: str, tmp_path: Path) -> None:
@@ -135,8 +151,7 @@ def test_stalled_and_failed_scans_are_reset_for_retry(database_url: str, tmp_pat
     try:
         scans.claim_scans(held, [ids[0]], max_claims=2)  # alive: not stalled
         scans.claim_scans(dead, [ids[1]], max_claims=2)
-        dead.invalidate()
-        dead.close()
+        _die(dead, database_url)
         with get_engine(database_url).connect() as connection:
             scans.claim_scans(connection, [ids[2]], max_claims=2)
             with connection.begin():
