@@ -8,8 +8,8 @@ telegram cell) and ``labels.csv`` in either layout:
 * a two-column ``file,label`` CSV (a header row ``file,label`` is optional).
 
 Labels are digit strings ("07" stays "07"). ``evaluate_numbers_dir`` reads every image through
-the telegram pipeline's own path: ``segment_cell`` -> ``reframe_digit`` -> classifier (one batch) ->
-``choose_splits`` -> ``decode_cell``.
+the telegram pipeline's own path: ``segment_cell`` -> ``classify_segmentations`` (reframing,
+one batched classification, split choice) -> ``decode_cell``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.decode import Calibration, NumberReading, calibration_for, decode_cell
 from pipeline.errors import BadInput
-from pipeline.segment import CellSegmentation, DigitCrop, choose_splits, segment_cell
+from pipeline.segment import CellSegmentation, segment_cell
 
 LABELS_FILE = "labels.csv"
 # Shares of the gaps between consecutive digits that touch (0-1 px) or overlap (1-2 px).
@@ -191,37 +191,22 @@ def read_numbers(
 ) -> list[NumberResult]:
     """Segment and read number images (each (H, W) uint8, dark ink on light).
 
-    Every candidate digit crop (all split options of all images) is reframed once and
-    classified in ONE ``predict_proba`` call; ``choose_splits`` and ``decode_cell`` then work
-    from those probabilities. calibration: None = the fitted one of this classifier
+    The telegram pipeline's own stage 4 (``pipeline.read.classify_segmentations``): every
+    candidate digit crop of all images reframed once and classified in one batch (plus a
+    small one for pieces rejected whole); ``decode_cell`` then works from those
+    probabilities. calibration: None = the fitted one of this classifier
     (``calibration_for``); confidence_threshold: the LOW_CONFIDENCE threshold (default
     ``pipeline.decode.LOW_CONFIDENCE``).
     """
-    from pipeline.reframe import reframe_digit
+    from pipeline.read import classify_segmentations
 
     if calibration is None:
         calibration = calibration_for(classifier)
-    segmentations = [segment_cell(image) for image in images]
-    row: dict[int, int] = {}  # id(crop.image) -> row of the batch
-    frames = []
-    for segmentation in segmentations:
-        for piece in segmentation.pieces:
-            for option in piece.options:
-                for crop in option:
-                    if id(crop.image) not in row:
-                        row[id(crop.image)] = len(frames)
-                        frames.append(reframe_digit(crop.image))
-    batch = np.stack(frames) if frames else np.zeros((0, 28, 28), np.uint8)
-    probs = np.asarray(classifier.predict_proba(batch), np.float64)
-
-    def probs_of(crop: DigitCrop) -> np.ndarray:
-        return probs[row[id(crop.image)]]
-
-    chosen = choose_splits(segmentations, probs_of=probs_of)
+    chosen, batch = classify_segmentations([segment_cell(image) for image in images], classifier)
     options = {} if confidence_threshold is None else {"low_confidence": confidence_threshold}
     results = []
     for segmentation in chosen:
-        reading = decode_cell(segmentation, probs_of, calibration=calibration, **options)
+        reading = decode_cell(segmentation, batch.probs_of, calibration=calibration, **options)
         results.append(NumberResult(segmentation, reading))
     return results
 

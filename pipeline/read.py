@@ -67,7 +67,7 @@ from pipeline.segment import (
     CellSegmentation,
     DigitCrop,
     choose_splits,
-    rejected_whole,
+    rejected,
     resplit,
     segment_cell,
 )
@@ -400,14 +400,15 @@ class _BatchedDigits:
         return self._frames[self._index[id(crop)]]
 
 
-def classify_digits(
-    pages: Sequence[PageFields], classifier: Classifier
-) -> tuple[list[dict[str, CellSegmentation]], _BatchedDigits]:
-    """Stage 4 for all pages at once: one batched classification of every candidate digit;
-    a second, small one for the split options of the pieces the classifier rejected whole
-    (``pipeline.segment.rejected_whole``: touching digits the geometric guess did not cut);
-    then ``choose_splits`` picks each ambiguous piece's split. Returns, per page, the
-    segmentations with the chosen split as option 0, and the batch (for the probabilities)."""
+def classify_segmentations(
+    segmentations: Sequence[CellSegmentation], classifier: Classifier
+) -> tuple[list[CellSegmentation], _BatchedDigits]:
+    """Stage 4 for any number of cells at once: one batched classification of every
+    candidate digit (every split option of every piece); a second, small one for the split
+    options of the pieces whose every cut holds a part the classifier calls "not a digit"
+    (``pipeline.segment.rejected``: touching digits the geometric guess did not cut); then
+    ``choose_splits`` picks each ambiguous piece's split. Returns the segmentations (in
+    order) with the chosen split as option 0, and the batch (for the probabilities)."""
     batch = _BatchedDigits()
 
     def add_all(segmentation: CellSegmentation) -> None:
@@ -416,36 +417,43 @@ def classify_digits(
                 for crop in option:
                     batch.add(crop)
 
-    for page in pages:
-        for segmentation in page.segmentations.values():
-            if segmentation is not None:
-                add_all(segmentation)
+    for segmentation in segmentations:
+        add_all(segmentation)
     batch.classify_all(classifier)
-    segmentations = []
-    for page in pages:
-        resplit_page: dict[str, CellSegmentation] = {}
-        for name, segmentation in page.segmentations.items():
-            if segmentation is None:
-                continue
-            pieces = tuple(
-                resplit(piece)
-                if rejected_whole(piece, batch.probs_of(piece.options[0][0]))
-                else piece
-                for piece in segmentation.pieces
-            )
-            if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
-                segmentation = replace(segmentation, pieces=pieces)
-                add_all(segmentation)
-            resplit_page[name] = segmentation
-        segmentations.append(resplit_page)
+    resplit_all = []
+    for segmentation in segmentations:
+        pieces = tuple(
+            resplit(piece) if rejected(piece, batch.probs_of) else piece
+            for piece in segmentation.pieces
+        )
+        if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
+            segmentation = replace(segmentation, pieces=pieces)
+            add_all(segmentation)
+        resplit_all.append(segmentation)
     batch.classify_all(classifier)
-    chosen = []
-    for page, resplit_page in zip(pages, segmentations, strict=True):
-        names = list(resplit_page)
-        picked = choose_splits([resplit_page[n] for n in names], probs_of=batch.probs_of)
-        page_chosen: dict[str, CellSegmentation | None] = dict.fromkeys(page.segmentations)
-        page_chosen.update(zip(names, picked, strict=True))
-        chosen.append(page_chosen)
+    return choose_splits(resplit_all, probs_of=batch.probs_of), batch
+
+
+def classify_digits(
+    pages: Sequence[PageFields], classifier: Classifier
+) -> tuple[list[dict[str, CellSegmentation | None]], _BatchedDigits]:
+    """``classify_segmentations`` for all written fields of all pages in one batch. Returns,
+    per page, the chosen segmentations by field name (None where the field has no ink), and
+    the batch."""
+    keys = [
+        (number, name)
+        for number, page in enumerate(pages)
+        for name, segmentation in page.segmentations.items()
+        if segmentation is not None
+    ]
+    picked, batch = classify_segmentations(
+        [pages[number].segmentations[name] for number, name in keys], classifier
+    )
+    chosen: list[dict[str, CellSegmentation | None]] = [
+        dict.fromkeys(page.segmentations) for page in pages
+    ]
+    for (number, name), segmentation in zip(keys, picked, strict=True):
+        chosen[number][name] = segmentation
     return chosen, batch
 
 

@@ -673,7 +673,7 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
     OPTION_MARGIN of the best are kept; option 0 is the best.
     Pieces narrower than 0.5 of their height are one digit.
 
-    force: the classifier rejected the piece read whole ("not a digit", see ``resplit``), so
+    force: the classifier rejected every earlier cut ("not a digit", see ``resplit``), so
     it is cut even when narrow, and the digit count is not judged by the piece's width
     (touching digits written close and slanted are much narrower than MNIST's side by side).
     """
@@ -721,6 +721,8 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
                     + _shape_log_prior(crops, height)
                 )
                 scored.append((prior, crops))
+    if force and len(scored) > 1:
+        scored = scored[1:]  # the whole was rejected: the margin counts from the best split
     scored.sort(key=lambda item: -item[0])
     # An option this far below the best cannot win unless the classifier all but rejects the
     # best (digit probability < e^-5 = 0.7%): not worth classifying.
@@ -732,26 +734,36 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
     )
 
 
-def rejected_whole(piece: Piece, probs: np.ndarray) -> bool:
-    """True when ``piece`` was only ever read whole and the classifier's (C,) probabilities
-    for it say "not a digit" (class 10 above one half): touching digits the geometric guess
-    did not cut (the whole is no digit), worth ``resplit``."""
-    return (
-        len(piece.options) == 1
-        and len(piece.options[0]) == 1
-        and probs.shape[-1] > 10
-        and float(probs[10]) > 0.5
-    )
+def _not_a_digit(probs: np.ndarray) -> bool:
+    """(C,) probabilities: the classifier's "not a digit" class (index 10) above one half."""
+    return probs.shape[-1] > 10 and float(probs[10]) > 0.5
+
+
+def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
+    """True when every way ``piece`` was cut (the whole included) holds a part the classifier
+    reads as "not a digit": touching digits the geometric guess did not cut where they
+    touch, worth ``resplit``."""
+    return all(any(_not_a_digit(probs_of(crop)) for crop in option) for option in piece.options)
 
 
 def resplit(piece: Piece) -> Piece:
-    """``piece`` with the split options ``split_options(force=True)`` finds for its ink
-    (the whole first, as before)."""
-    whole = piece.options[0][0]
-    x0, y0, x1, y1 = whole.box
-    pad_y = (whole.image.shape[0] - (y1 - y0)) // 2
-    pad_x = (whole.image.shape[1] - (x1 - x0)) // 2
-    ink = whole.image[pad_y : pad_y + y1 - y0, pad_x : pad_x + x1 - x0].astype(np.float32)
+    """``piece`` read whole (its one-part options, as before) or cut as
+    ``split_options(force=True)`` finds for its ink (the whole's, or its parts' put back
+    together), in place of the earlier cuts."""
+    wholes = [
+        (prior, option)
+        for prior, option in zip(piece.log_priors, piece.options, strict=True)
+        if len(option) == 1
+    ]
+    x0, y0, x1, y1 = piece.box
+    ink = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for crop in wholes[0][1] if wholes else piece.options[0]:
+        cx0, cy0, cx1, cy1 = crop.box
+        pad_y = (crop.image.shape[0] - (cy1 - cy0)) // 2
+        pad_x = (crop.image.shape[1] - (cx1 - cx0)) // 2
+        region = ink[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+        tight = crop.image[pad_y : pad_y + cy1 - cy0, pad_x : pad_x + cx1 - cx0]
+        np.maximum(region, tight, out=region)
     forced = split_options(ink, (x0, y0), force=True)
     splits = [
         (prior, option)
@@ -760,9 +772,10 @@ def resplit(piece: Piece) -> Piece:
     ]
     if not splits:
         return piece
+    kept = wholes + splits
     return Piece(
-        options=(piece.options[0], *(option for _, option in splits)),
-        log_priors=(piece.log_priors[0], *(prior for prior, _ in splits)),
+        options=tuple(option for _, option in kept),
+        log_priors=tuple(prior for prior, _ in kept),
         box=piece.box,
     )
 

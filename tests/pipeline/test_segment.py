@@ -209,10 +209,10 @@ def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
         assert 0.0 < segmentation.split_confidence <= 1.0
 
 
-def test_a_piece_rejected_whole_is_cut_even_when_narrow(classifier):
+def test_a_piece_rejected_whole_is_cut_even_when_narrow():
     """Two digits written touching and slanted are narrower than the geometric guess
     expects; once the classifier rejects the whole, ``resplit`` offers the cuts."""
-    from pipeline.segment import rejected_whole, resplit
+    from pipeline.segment import rejected, resplit
 
     cell, _ = compose([digit(1, 2), digit(7, 2)], gaps=[-4])
     (piece,) = segment_cell(cell).pieces
@@ -221,9 +221,39 @@ def test_a_piece_rejected_whole_is_cut_even_when_narrow(classifier):
     assert again.options[0] == narrow_piece.options[0]
     assert any(len(option) == 2 for option in again.options[1:])
     not_a_digit = np.array([0.0] * 10 + [0.9])
-    assert rejected_whole(narrow_piece, not_a_digit)
-    assert not rejected_whole(narrow_piece, np.eye(11)[3])
-    assert not rejected_whole(again, not_a_digit)  # already has cuts to choose from
+    assert rejected(narrow_piece, lambda crop: not_a_digit)
+    assert not rejected(narrow_piece, lambda crop: np.eye(11)[3])
+
+
+def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
+    """``rejected`` asks for new cuts when each option (the whole and every split) has a
+    part the classifier calls "not a digit"; one option made only of digits is enough."""
+    from pipeline.segment import rejected, resplit
+
+    cell, _ = compose([digit(4, 0), digit(2, 0)], gaps=[-2])
+    (piece,) = segment_cell(cell).pieces
+    splits = [option for option in piece.options if len(option) == 2]
+    assert splits, "the touching pair is offered cut in two"
+    whole = next(option[0] for option in piece.options if len(option) == 1)
+    right_part = splits[0][1]
+    not_a_digit, four = np.array([0.0] * 10 + [0.9]), np.eye(11)[4]
+
+    def reads(rejected_crops):
+        return lambda crop: not_a_digit if any(crop is c for c in rejected_crops) else four
+
+    every_right_part = [option[1] for option in splits]
+    assert rejected(piece, reads([whole, *every_right_part]))
+    assert not rejected(piece, reads([whole]))  # the splits read as digits
+    assert not rejected(piece, reads([right_part] if len(splits) == 1 else []))
+
+    # Cuts made again keep the whole and replace the earlier splits by the forced ones.
+    only_splits = type(piece)(options=tuple(splits), log_priors=(0.0,) * len(splits), box=piece.box)
+    again = resplit(only_splits)
+    assert again is not only_splits and again.options
+    assert all(len(option) >= 2 for option in again.options)
+    for option in again.options:  # the parts lie inside the piece's box, left to right
+        assert all(piece.box[0] <= c.box[0] and c.box[2] <= piece.box[2] for c in option)
+        assert [c.box[0] for c in option] == sorted(c.box[0] for c in option)
 
 
 def test_ruled_line_remnant_touching_a_digit_is_cut_away():
