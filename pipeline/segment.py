@@ -26,7 +26,9 @@ Steps, each a small function below:
    classifier weigh the options (recognition-driven check) and keeps their probabilities.
 
 Output crops (``DigitCrop.image``) are ink intensity, WHITE INK ON BLACK (0 = paper), masked to
-the digit's own pixels and padded with background, ready for ``pipeline.reframe.reframe_digit``.
+the digit's own pixels and the faint edge of its strokes (the ink within EDGE_PX of them too
+light for the mask, as MNIST digits have it; ``_piece_ink``), padded with background, ready for
+``pipeline.reframe.reframe_digit``. ``DigitCrop.box`` is the strokes' own tight box.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ from pipeline.quantiles import histogram_median, histogram_percentile, median
 MIN_INK = 60
 # ... and at least this share of the cell's strongest ink (anti-aliased edges are not ink).
 INK_SHARE = 0.35
+# A piece keeps the fainter ink this many pixels around its strokes (their anti-aliased
+# edge; see ``_piece_ink``), where at least this many grey levels darker than the paper.
+EDGE_PX = 2
+EDGE_MIN_INK = 15
 # A digit is about this wide for its height (MNIST digits: 0.3 for a 1 up to ~1.0 for a 0).
 DIGIT_ASPECT = 0.7
 # Most digits a single connected piece is split into.
@@ -78,6 +84,11 @@ class Piece:
     # Set by choose_splits: each option's probability given the classifier, options sorted by
     # it (best first, options under MIN_OPTION_WEIGHT dropped). Empty = not yet decided.
     weights: tuple[float, ...] = ()
+    # What the options were cut from (``split_options``), for cutting again (``resplit``):
+    # the strokes (h, w) float32, their faint edge, and the box's (x, y) in the cell.
+    ink: np.ndarray | None = field(default=None, compare=False, repr=False)
+    edge: Edge | None = field(default=None, compare=False, repr=False)
+    origin: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
 
     @property
     def ambiguous(self) -> bool:
@@ -229,16 +240,22 @@ def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, n
     return lengths, starts, ends
 
 
+# Where a strike through a whole number runs, as shares of the ink's height from its top. A
+# wide 2's flat base (with the loop some writers add under it) lies at 70-80% of its height.
+STRIKE_BAND = (0.3, 0.7)
+
+
 def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
     """Rows (r0, r1) of a stroke crossing out the whole number, or None.
 
     A strike is a thin band of rows whose longest (gap-bridged) horizontal run covers >= 85%
     of the ink's horizontal extent and is at least 1.1x the ink's height (longer than the
     bar of a 7 or a 4, which are about half a digit's height, and than most single digits are
-    wide), lying in the middle 20-80% of the ink's height (a 5's flag, a 7's top or a 2's base
-    are at the top or bottom), and sticking out at least max(2 px, 5% of the height) beyond
-    the rest of the ink on one side. A strike across a single narrow digit (a 1) is not told
-    from a 7's or 4's bar and is missed.
+    wide), lying in the middle 30-70% of the ink's height (``STRIKE_BAND``: a 5's flag, a
+    7's top or a 2's base are at the top or bottom), and sticking out at least max(2 px, 5%
+    of the height) beyond the rest of the ink on one side. A strike across a single narrow
+    digit (a 1) is not told from a 7's or 4's bar and is missed; a wide 4's bar that sticks
+    out past its stem is taken for a strike (the cell is flagged for review).
     """
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
@@ -256,7 +273,7 @@ def find_strike(mask: np.ndarray) -> tuple[int, int] | None:
         return None
     r0, r1 = int(long_rows[0]), int(long_rows[-1]) + 1
     thin = (r1 - r0) <= max(2, 0.2 * ink_h) and (r1 - r0) == long_rows.size
-    middle = top + 0.2 * ink_h <= (r0 + r1) / 2 <= top + 0.8 * ink_h
+    middle = top + STRIKE_BAND[0] * ink_h <= (r0 + r1) / 2 <= top + STRIKE_BAND[1] * ink_h
     if not (thin and middle):
         return None
     # A pen crossing out a number overshoots it on at least one side; a digit's own middle
@@ -510,20 +527,33 @@ def _crossings(ink: np.ndarray, path: np.ndarray) -> int:
     return int(np.count_nonzero(along[1:] & ~along[:-1]) + int(along[0]))
 
 
+@dataclass(frozen=True)
+class Edge:
+    """The faint edge around a piece's strokes (see ``_piece_ink``): ``ink`` (H, W) float32,
+    the strokes and their edge in the piece's box grown by up to EDGE_PX on each side;
+    ``offset`` (x, y) of the piece's own box within it."""
+
+    ink: np.ndarray
+    offset: tuple[int, int]
+
+
 def _part_between(
     piece_ink: np.ndarray,
     left: np.ndarray | None,
     right: np.ndarray | None,
     origin: tuple[int, int],
+    edge: Edge | None = None,
 ) -> DigitCrop | None:
     """The part of ``piece_ink`` (h, w) between two cut paths ((h,) column per row; None = the
-    piece's edge), cleaned of slivers; None when it has no ink."""
+    piece's edge), cleaned of slivers; None when it has no ink. With ``edge``, the crop's
+    image keeps the faint edge of the part's strokes (``_crop_from_ink``)."""
     height, width = piece_ink.shape
     columns = np.arange(width)[None, :]
     lo = np.zeros(height, int) if left is None else left
     hi = np.full(height, width) if right is None else right
     inside = (columns >= lo[:, None]) & (columns < hi[:, None])
-    return _crop_from_ink(_drop_fragments(np.where(inside, piece_ink, 0.0)), origin)
+    part = _drop_fragments(np.where(inside, piece_ink, 0.0))
+    return _crop_from_ink(part, origin, edge, piece_ink, inside)
 
 
 def _drop_fragments(part: np.ndarray) -> np.ndarray:
@@ -537,20 +567,56 @@ def _drop_fragments(part: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], part, 0.0)
 
 
-def _crop_from_ink(ink: np.ndarray, origin: tuple[int, int]) -> DigitCrop | None:
-    """Tight ink box of ``ink`` (local coordinates, origin = its (x, y) in the cell), padded."""
+def _crop_from_ink(
+    ink: np.ndarray,
+    origin: tuple[int, int],
+    edge: Edge | None = None,
+    piece_ink: np.ndarray | None = None,
+    inside: np.ndarray | None = None,
+) -> DigitCrop | None:
+    """Tight ink box of ``ink`` (local coordinates, origin = its (x, y) in the cell), padded.
+
+    With ``edge``: the image also holds the faint pixels of ``edge.ink`` within EDGE_PX of
+    ``ink``'s strokes that are no stroke of the piece (``piece_ink``, default ``ink``) and
+    lie ``inside`` the part's cuts (extended outwards past the piece's box). ``box`` stays
+    the strokes' tight box either way (the digit's size and place, for the shape priors)."""
     rows = np.flatnonzero(ink.any(axis=1))
     cols = np.flatnonzero(ink.any(axis=0))
     if rows.size == 0 or (rows.size * cols.size) < 4:
         return None
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    tight = ink[y0:y1, x0:x1]
+    box = (origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1)
+    if edge is None:
+        tight = ink[y0:y1, x0:x1]
+    else:
+        tight = _with_edge(ink, edge, ink if piece_ink is None else piece_ink, inside)
     pad = max(2, round(0.1 * max(tight.shape)))
     image = np.zeros((tight.shape[0] + 2 * pad, tight.shape[1] + 2 * pad), np.uint8)
     image[pad:-pad, pad:-pad] = np.clip(tight, 0, 255)
-    return DigitCrop(
-        image=image, box=(origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1)
-    )
+    return DigitCrop(image=image, box=box)
+
+
+_EDGE_KERNEL = np.ones((2 * EDGE_PX + 1, 2 * EDGE_PX + 1), np.uint8)
+
+
+def _with_edge(
+    part: np.ndarray, edge: Edge, piece_ink: np.ndarray, inside: np.ndarray | None
+) -> np.ndarray:
+    """``part`` (h, w, the piece's box) with its strokes' faint edge from ``edge``: returns
+    the tight box of the strokes and their edge, in ``edge.ink``'s grown frame."""
+    height, width = part.shape
+    ox, oy = edge.offset
+    grown_h, grown_w = edge.ink.shape
+    placement = ((oy, grown_h - height - oy), (ox, grown_w - width - ox))
+    strokes = np.pad(part, placement)
+    near = cv2.dilate((strokes > 0).astype(np.uint8), _EDGE_KERNEL) > 0
+    faint = near & (np.pad(piece_ink, placement) <= 0) & (edge.ink > 0)
+    if inside is not None:
+        faint &= np.pad(inside, placement, mode="edge")
+    both = np.where(faint, edge.ink, strokes)
+    rows = np.flatnonzero(both.any(axis=1))
+    cols = np.flatnonzero(both.any(axis=0))
+    return both[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _shape_log_prior(crops: Sequence[DigitCrop], piece_height: int) -> float:
@@ -663,7 +729,12 @@ OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option
 MIN_OPTION_WEIGHT = 0.01  # a cut less probable than this after classification is dropped
 
 
-def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = False) -> Piece:
+def split_options(
+    piece_ink: np.ndarray,
+    origin: tuple[int, int],
+    force: bool = False,
+    edge: Edge | None = None,
+) -> Piece:
     """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
 
     Cut candidates are the least-ink seams through the piece (``_seams``); every combination of
@@ -678,7 +749,7 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
     (touching digits written close and slanted are much narrower than MNIST's side by side).
     """
     height, width = piece_ink.shape
-    whole = _crop_from_ink(piece_ink, origin)
+    whole = _crop_from_ink(piece_ink, origin, edge)
     assert whole is not None  # a piece has ink by construction
     aspect = _upright_width(piece_ink) / max(1, height)
 
@@ -696,13 +767,13 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
         cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke, holes) for p in paths]
         max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / (0.3 if force else 0.4)) - 1))
         parts: dict[tuple[int, int], DigitCrop | None] = {}  # (left cut, right cut) -> part
-        edge = len(paths)  # index -1 = the piece's left edge, edge = its right edge
+        last = len(paths)  # index -1 = the piece's left side, last = its right side
 
         def part(i: int, j: int) -> DigitCrop | None:
             if (i, j) not in parts:
                 left = None if i < 0 else paths[i]
-                right = None if j == edge else paths[j]
-                parts[(i, j)] = _part_between(piece_ink, left, right, origin)
+                right = None if j == last else paths[j]
+                parts[(i, j)] = _part_between(piece_ink, left, right, origin, edge)
             return parts[(i, j)]
 
         for n_cuts in range(1, max_cuts + 1):
@@ -710,7 +781,7 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
                 cuts = [paths[i] for i in combo]
                 if not all(np.all(a < b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)):
                     continue
-                bounds = (-1, *combo, edge)
+                bounds = (-1, *combo, last)
                 pieces = [part(i, j) for i, j in itertools.pairwise(bounds)]
                 if any(p is None for p in pieces):
                     continue
@@ -731,6 +802,9 @@ def split_options(piece_ink: np.ndarray, origin: tuple[int, int], force: bool = 
         options=tuple(crops for _, crops in kept),
         log_priors=tuple(prior for prior, _ in kept),
         box=whole.box,
+        ink=piece_ink,
+        edge=edge,
+        origin=origin,
     )
 
 
@@ -748,23 +822,15 @@ def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
 
 def resplit(piece: Piece) -> Piece:
     """``piece`` read whole (its one-part options, as before) or cut as
-    ``split_options(force=True)`` finds for its ink (the whole's, or its parts' put back
-    together), in place of the earlier cuts."""
+    ``split_options(force=True)`` finds for its ink, in place of the earlier cuts."""
     wholes = [
         (prior, option)
         for prior, option in zip(piece.log_priors, piece.options, strict=True)
         if len(option) == 1
     ]
-    x0, y0, x1, y1 = piece.box
-    ink = np.zeros((y1 - y0, x1 - x0), np.float32)
-    for crop in wholes[0][1] if wholes else piece.options[0]:
-        cx0, cy0, cx1, cy1 = crop.box
-        pad_y = (crop.image.shape[0] - (cy1 - cy0)) // 2
-        pad_x = (crop.image.shape[1] - (cx1 - cx0)) // 2
-        region = ink[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        tight = crop.image[pad_y : pad_y + cy1 - cy0, pad_x : pad_x + cx1 - cx0]
-        np.maximum(region, tight, out=region)
-    forced = split_options(ink, (x0, y0), force=True)
+    if piece.ink is None:  # not made by split_options: nothing to cut again
+        return piece
+    forced = split_options(piece.ink, piece.origin, force=True, edge=piece.edge)
     splits = [
         (prior, option)
         for prior, option in zip(forced.log_priors, forced.options, strict=True)
@@ -773,10 +839,10 @@ def resplit(piece: Piece) -> Piece:
     if not splits:
         return piece
     kept = wholes + splits
-    return Piece(
+    return replace(
+        piece,
         options=tuple(option for _, option in kept),
         log_priors=tuple(prior for prior, _ in kept),
-        box=piece.box,
     )
 
 
@@ -940,6 +1006,7 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
     crop pixels, when the crop has a margin around the cell (see ``strip_edge_lines``).
     """
     ink, mask = _ink_and_mask(cell)
+    stroke_mask = mask
     height, width = mask.shape
     ink_fraction = float(mask.mean())
     if not mask.any():
@@ -978,15 +1045,41 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
         specks += [g for i, g in enumerate(groups) if i in struck_out]
         groups = [g for i, g in enumerate(groups) if i not in struck_out]
 
-    def group_ink(group: _Group) -> np.ndarray:
-        own = _own_pixels(labels, group)
-        return np.where(own, ink[group.y0 : group.y1, group.x0 : group.x1], 0.0)
-
-    pieces = [split_options(group_ink(group), (group.x0, group.y0)) for group in groups]
+    pieces = [split_options(*_piece_ink(ink, stroke_mask, labels, group)) for group in groups]
     dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
     return CellSegmentation(
         pieces=tuple(pieces), struck_through=struck, ink_fraction=ink_fraction, dropped=dropped
     )
+
+
+def _piece_ink(
+    ink: np.ndarray, stroke_mask: np.ndarray, labels: np.ndarray, group: _Group
+) -> tuple[np.ndarray, tuple[int, int], bool, Edge]:
+    """``split_options``' arguments for one piece: its own stroke pixels ((h, w) float32 in
+    its box), the box's (x, y) in the cell, no forcing, and the strokes' faint edge: the
+    pixels within EDGE_PX of them, at least EDGE_MIN_INK, too faint for ``stroke_mask`` (the
+    cell's ink mask before anything was erased from it: a strike line or a ruled line's
+    remnant never comes back as an edge) and of no piece, in the box grown by EDGE_PX.
+
+    Why the edge: the classifier learned MNIST digits, whose strokes fade out over 1-2 px. A
+    single MNIST test digit cut by the mask alone reads wrong 1.2% of the time, with its
+    edge back 0.4% (digits 5,000-9,999)."""
+    height, width = ink.shape
+    x0, y0 = max(0, group.x0 - EDGE_PX), max(0, group.y0 - EDGE_PX)
+    x1, y1 = min(width, group.x1 + EDGE_PX), min(height, group.y1 + EDGE_PX)
+    grown = _Group(labels=group.labels, x0=x0, y0=y0, x1=x1, y1=y1, area=group.area)
+    own = _own_pixels(labels, grown)
+    near = cv2.dilate(own.astype(np.uint8), _EDGE_KERNEL) > 0
+    box_ink = ink[y0:y1, x0:x1]
+    faint = (
+        near & ~stroke_mask[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == 0) & (box_ink >= EDGE_MIN_INK)
+    )
+    edge = Edge(
+        np.where(own | faint, box_ink, 0.0).astype(np.float32), (group.x0 - x0, group.y0 - y0)
+    )
+    ox, oy = edge.offset
+    strokes = np.where(own, box_ink, 0.0)[oy : oy + group.height, ox : ox + group.width]
+    return strokes, (group.x0, group.y0), False, edge
 
 
 def _group_of(stats: np.ndarray, label: int) -> _Group:

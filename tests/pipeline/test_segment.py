@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -216,7 +218,7 @@ def test_a_piece_rejected_whole_is_cut_even_when_narrow():
 
     cell, _ = compose([digit(1, 2), digit(7, 2)], gaps=[-4])
     (piece,) = segment_cell(cell).pieces
-    narrow_piece = type(piece)(options=piece.options[:1], log_priors=(0.0,), box=piece.box)
+    narrow_piece = replace(piece, options=piece.options[:1], log_priors=(0.0,))
     again = resplit(narrow_piece)
     assert again.options[0] == narrow_piece.options[0]
     assert any(len(option) == 2 for option in again.options[1:])
@@ -247,13 +249,39 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
     assert not rejected(piece, reads([right_part] if len(splits) == 1 else []))
 
     # Cuts made again keep the whole and replace the earlier splits by the forced ones.
-    only_splits = type(piece)(options=tuple(splits), log_priors=(0.0,) * len(splits), box=piece.box)
+    only_splits = replace(piece, options=tuple(splits), log_priors=(0.0,) * len(splits))
     again = resplit(only_splits)
     assert again is not only_splits and again.options
     assert all(len(option) >= 2 for option in again.options)
     for option in again.options:  # the parts lie inside the piece's box, left to right
         assert all(piece.box[0] <= c.box[0] and c.box[2] <= piece.box[2] for c in option)
         assert [c.box[0] for c in option] == sorted(c.box[0] for c in option)
+
+
+def test_a_digit_keeps_the_faint_edge_of_its_strokes_but_not_its_neighbours():
+    """MNIST strokes fade out over 1-2 px; the mask keeps only the dark core. The crop the
+    classifier sees keeps that faint edge (as MNIST has it); its box stays the strokes'."""
+    from pipeline.segment import EDGE_MIN_INK, ink_map, ink_mask
+
+    cell, _ = compose([digit(8, 0), digit(3, 0)], gaps=[8])
+    ink = ink_map(cell)
+    strokes = ink_mask(ink)
+    left, right = segment_cell(cell).digits
+    x0, y0, x1, y1 = left.box
+    assert (x0, y0, x1, y1) == _tight_box(strokes[:, : (left.box[2] + right.box[0]) // 2])
+    faint_pixels = (ink >= EDGE_MIN_INK) & ~strokes
+    half = (x1 + right.box[0]) // 2
+    stroke_pixels = np.count_nonzero(strokes[:, :half])
+    faint_near = np.count_nonzero(faint_pixels[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2])
+    assert faint_near > 0
+    # The crop holds the strokes and the faint pixels around them, none of the right digit's.
+    assert np.count_nonzero(left.image) == stroke_pixels + faint_near
+    assert np.count_nonzero(left.image >= ink[strokes].min()) == stroke_pixels
+
+
+def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def test_ruled_line_remnant_touching_a_digit_is_cut_away():
@@ -266,6 +294,11 @@ def test_ruled_line_remnant_touching_a_digit_is_cut_away():
     result = segment_cell(cell)
     assert len(result.digits) == 2
     assert all(d.box[2] - d.box[0] < 0.5 * width for d in result.digits)
+    # Only ink too faint to be a stroke comes back around a digit: not the line's.
+    for crop in result.digits:
+        x0, y0, x1, y1 = crop.box
+        below_line = cell[max(2, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2]
+        assert np.count_nonzero(crop.image > 127) <= np.count_nonzero(below_line < 128)
 
 
 def test_remnants_of_the_cells_lines_inside_a_margin_are_cut_away_when_located():
