@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from pipeline.forms import Box, FormTemplate
-from pipeline.quantiles import histogram_median
+from pipeline.quantiles import histogram_median, median
 
 CELL_DPI = 150  # resolution of the registered page the cells are cut from
 MARGIN_Y = 0.3  # cut this share of the cell's height above and below it
@@ -192,9 +192,11 @@ def _remove_band(image: np.ndarray, a: int, b: int, line_darkness: float) -> Non
         image[b].astype(np.float32) if b < height else np.full(image.shape[1], PAPER, np.float32)
     )
     steps = b - a + 1
-    for i, row in enumerate(range(a, b), start=1):
-        t = i / steps
-        image[row] = np.rint((1 - t) * above + t * below).astype(np.uint8)
+    # row a - 1 + i is (1 - t) above + t below, t = i / steps, in float32 like a row at a time
+    t = [i / steps for i in range(1, steps)]
+    weight_below = np.array(t, np.float32)[:, None]
+    weight_above = np.array([1 - v for v in t], np.float32)[:, None]
+    image[a:b] = np.rint(weight_above * above + weight_below * below).astype(np.uint8)
 
 
 def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.ndarray:
@@ -211,7 +213,7 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     inset_y = max(1, (y1 - y0) // 10)
     inner_columns = image[:, max(0, x0 + inset_x) : max(1, x1 - inset_x)]
     rows_profile = (PAPER - inner_columns.astype(np.float32)).mean(axis=1)
-    rows_floor = float(np.median(rows_profile))
+    rows_floor = median(rows_profile)
     for expected in (y0, y1):
         band = _line_band(rows_profile, expected, reach, rows_floor)
         if band is not None:
@@ -219,7 +221,7 @@ def remove_ruled_lines(crop: np.ndarray, cell: PixelBox, line_px: float) -> np.n
     inner_rows = image[max(0, y0 + inset_y) : max(1, y1 - inset_y), :]
     cols_profile = (PAPER - inner_rows.astype(np.float32)).mean(axis=0)
     transposed = image.T.copy()
-    cols_floor = float(np.median(cols_profile))
+    cols_floor = median(cols_profile)
     for expected in (x0, x1):
         band = _line_band(cols_profile, expected, reach, cols_floor)
         if band is not None:
@@ -436,10 +438,16 @@ def classify_cell(own: np.ndarray, cell: PixelBox, no_usar: bool) -> CellKind:
     h = y1 - y0
     if not own.any():
         return CellKind.EMPTY
-    count, _, stats, _ = cv2.connectedComponentsWithStats(own.astype(np.uint8), connectivity=8)
+    # The pieces' boxes are their outer contours' boxes (cv2 pads the border; a piece inside
+    # another's hole is smaller than it): ~4x cheaper than connectedComponentsWithStats.
+    mask = own.astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     smallest = 0.15 * h
-    big = (stats[1:, cv2.CC_STAT_HEIGHT] >= smallest) | (stats[1:, cv2.CC_STAT_WIDTH] >= smallest)
-    return CellKind.WRITTEN if bool(big.any()) else CellKind.EMPTY
+    for contour in contours:
+        _, _, width, height = cv2.boundingRect(contour)
+        if height >= smallest or width >= smallest:
+            return CellKind.WRITTEN
+    return CellKind.EMPTY
 
 
 def cut_cells(
