@@ -230,7 +230,9 @@ def line_masks(work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tilted by a few degrees stays connected), opened with a ``LINE_KERNEL``-long kernel.
     """
     local = cv2.blur(work, (31, 31))
-    ink = (work.astype(np.int16) < local.astype(np.int16) - 12).astype(np.uint8)
+    # work < local - 12, as work + 12 < local: cv2.add saturates at 255, which is no less
+    # than any local mean, as work + 12 > 255 would not be
+    ink = np.less(cv2.add(work, 12), local).view(np.uint8)
     length = max(15, round(LINE_KERNEL * work.shape[1]))
     horizontal = cv2.dilate(ink, np.ones((3, 1), np.uint8))
     horizontal = cv2.morphologyEx(horizontal, cv2.MORPH_OPEN, np.ones((1, length), np.uint8))
@@ -465,8 +467,13 @@ def _search_lines(
     )
     a_idx = np.clip(across_idx, 0, limit_across - 1)
     l_idx = np.clip(along_idx, 0, limit_along - 1)
-    rows = np.where(horizontal[:, None, None], a_idx[:, :, None], l_idx[:, None, :])
-    cols = np.where(horizontal[:, None, None], l_idx[:, None, :], a_idx[:, :, None])
+    if horizontal.all():  # (N, S, 3) pixel indices, broadcast rather than built
+        rows, cols = a_idx[:, :, None], l_idx[:, None, :]
+    elif not horizontal.any():
+        rows, cols = l_idx[:, None, :], a_idx[:, :, None]
+    else:
+        rows = np.where(horizontal[:, None, None], a_idx[:, :, None], l_idx[:, None, :])
+        cols = np.where(horizontal[:, None, None], l_idx[:, None, :], a_idx[:, :, None])
     dark = 255.0 - grey[rows, cols].mean(axis=2, dtype=np.float32)  # (N, S)
     if mask is not None:
         on = mask[rows, cols].max(axis=2) > 0
@@ -570,12 +577,12 @@ def register_page(image: np.ndarray, template: FormTemplate) -> Registration:
     work = cv2.resize(
         grey, (WORK_WIDTH, max(1, round(height * scale))), interpolation=cv2.INTER_AREA
     )
-    if float(work.std()) < BLANK_STD:
+    if _grey_std(work) < BLANK_STD:
         raise UnreadableScan("blank page: no printing or writing found on the scan")
     ink, hmask, vmask = line_masks(work)
-    if ink.mean() < 0.002:
+    if cv2.countNonZero(ink) / ink.size < 0.002:  # ink.mean() of the 0/1 mask
         raise UnreadableScan("blank page: almost no ink on the scan")
-    if hmask.sum() == 0 or vmask.sum() == 0:
+    if cv2.countNonZero(hmask) == 0 or cv2.countNonZero(vmask) == 0:
         raise FormMismatch(f"no ruled lines found: not a {template.name} form")
     grid = match_grid(hmask, vmask, template)
     if grid.flipped_score >= UPSIDE_DOWN_SCORE and grid.flipped_score > grid.score + 0.1:
@@ -606,7 +613,7 @@ def register_page(image: np.ndarray, template: FormTemplate) -> Registration:
     page_px = _page_px(matrix)
     radius = max(2, int(np.ceil(1.5 / scale)))
     predicted = apply_homography(matrix, points)
-    found, ok = _search_lines(None, grey, predicted, horizontal, radius)
+    found, ok = _search_both(None, None, grey, predicted, horizontal, radius)
     matrix, inliers = _robust_fit(found, horizontal, at, ok, page_px)
     residual = np.abs(_residuals(matrix, found, horizontal, at, page_px))
     dpi = page_px[0] / (template.page_width_mm / 25.4)
@@ -646,9 +653,25 @@ def register_page(image: np.ndarray, template: FormTemplate) -> Registration:
     return registration
 
 
+def _grey_std(grey: np.ndarray) -> float:
+    """``float(grey.std())`` of a (h, w) uint8 image from its exact grey-level histogram, or
+    numpy's own figure within 1e-6 of ``BLANK_STD`` (its rounding then decides, as before)."""
+    n = grey.size
+    if n == 0 or n >= 2**24:  # calcHist counts in float32: whole numbers below 2**24
+        return float(grey.std())
+    counts = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    levels = np.arange(256, dtype=np.int64)
+    total, squares = int(counts @ levels), int(counts @ (levels * levels))
+    std = float(np.sqrt(n * squares - total * total)) / n
+    if abs(std - BLANK_STD) < 1e-6:
+        return float(grey.std())
+    return std
+
+
 def _search_both(hmask, vmask, grey, predicted, horizontal, radius):
     """``_search_lines`` with the horizontal mask for horizontal samples, vertical for the rest
-    (each sample is searched on its own, so each mask is searched for its samples only)."""
+    (each sample is searched on its own, so each mask is searched for its samples only; the
+    masks may be None, for darkness alone)."""
     found = np.empty_like(predicted)
     ok = np.empty(len(predicted), bool)
     for mask, subset in ((hmask, horizontal), (vmask, ~horizontal)):
