@@ -295,8 +295,11 @@ def write_correction(
     thickness = max(1, int(round(style.stroke_mm / 25.4 * dpi)))
     alpha = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.float32)
     mid = (by0 + by1) // 2 - y0
+    # A pen crossing a number out runs well past it: a line ending 2 px beyond a single "4"
+    # is the 4's own bar, a correction nobody could see.
+    over = max(3, round(0.3 * (by1 - by0)))
     if rng.random() < 0.5:
-        cv2.line(alpha, (bx0 - x0 - 2, mid + 2), (bx1 - x0 + 2, mid - 3), 1.0, thickness)
+        cv2.line(alpha, (bx0 - x0 - over, mid + 2), (bx1 - x0 + over, mid - 3), 1.0, thickness)
     else:  # crossed out with an X
         cv2.line(alpha, (bx0 - x0, by0 - y0), (bx1 - x0, by1 - y0), 1.0, thickness)
         cv2.line(alpha, (bx0 - x0, by1 - y0), (bx1 - x0, by0 - y0), 1.0, thickness)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from pipeline.synth.handwriting import (
     FIXTURE_MNIST,
     load_digit_bank,
     sample_writer,
+    write_correction,
     write_number,
 )
 
@@ -70,6 +72,29 @@ def test_a_number_is_written_in_ink_inside_its_cell() -> None:
         # Blue ink is bluer than it is red (BGR); black ink is neutral.
         b, r = page[ink][:, 0].mean(), page[ink][:, 2].mean()
         assert (b > r + 20) == (style.ink_bgr[0] > style.ink_bgr[2] + 40)
+
+
+def test_a_number_struck_out_by_a_line_shows_the_line_past_it() -> None:
+    """A correction's strike line runs well past a one-digit number (a line ending at the
+    digit's edges is a 4's or 7's own bar: nobody could see the correction)."""
+    bank = load_digit_bank(FIXTURE_MNIST)
+    rng = np.random.default_rng(9)
+    box = (40, 40, 360, 120)
+    past = 0
+    for _ in range(20):
+        style = sample_writer(rng)
+        state = rng.bit_generator.state
+        alone = np.full((200, 400, 3), 255, np.uint8)
+        small = dataclasses.replace(style, height_frac=style.height_frac * 0.8)
+        left_box = (box[0], box[1], box[0] + int(0.45 * (box[2] - box[0])), box[3])
+        x0, y0, x1, y1 = write_number(alone, left_box, "4", small, 200, bank, rng, 0.0)
+        rng.bit_generator.state = state  # the same draws again, now with the correction
+        page = np.full((200, 400, 3), 255, np.uint8)
+        write_correction(page, box, "4", "0", style, 200, bank, rng)
+        ink_columns = np.flatnonzero((page[:, : left_box[2] + 30].min(axis=2) < 160).any(axis=0))
+        reach = max(x0 - ink_columns[0], ink_columns[-1] - (x1 - 1))
+        past += reach >= 0.25 * (y1 - y0)
+    assert past >= 5  # about half the corrections are a line (the others an X)
 
 
 def test_dark_ink_on_white_digits_are_inverted_to_the_bank_layout(tmp_path: Path) -> None:
