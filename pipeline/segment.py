@@ -1045,10 +1045,73 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
         specks += [g for i, g in enumerate(groups) if i in struck_out]
         groups = [g for i, g in enumerate(groups) if i not in struck_out]
 
-    pieces = [split_options(*_piece_ink(ink, stroke_mask, labels, group)) for group in groups]
+    pieces = []
+    index = 0
+    while index < len(groups):
+        group = groups[index]
+        if index + 1 < len(groups) and _halves_of_one_digit(group, groups[index + 1]):
+            pieces.append(_halves_or_whole(ink, stroke_mask, labels, group, groups[index + 1]))
+            index += 2
+            continue
+        pieces.append(split_options(*_piece_ink(ink, stroke_mask, labels, group)))
+        index += 1
     dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
     return CellSegmentation(
         pieces=tuple(pieces), struck_through=struck, ink_fraction=ink_fraction, dropped=dropped
+    )
+
+
+# Two pieces side by side are offered read as one digit when the gap between them is at most
+# this share of their joint height and together they are no wider than a digit (width/height).
+HALVES_GAP = 0.12
+HALVES_ASPECT = 1.4
+
+
+def _halves_of_one_digit(left: _Group, right: _Group) -> bool:
+    """Could ``left`` and ``right`` (adjacent pieces, left to right) be the two halves of one
+    digit whose strokes broke apart where the pen ran thin (a 0 written as "( )")? Side by
+    side with a small gap, overlapping in height, and together no wider than one digit."""
+    top, bottom = min(left.y0, right.y0), max(left.y1, right.y1)
+    joint_height = bottom - top
+    gap = right.x0 - left.x1
+    overlap = min(left.y1, right.y1) - max(left.y0, right.y0)
+    return (
+        gap <= max(2, HALVES_GAP * joint_height)
+        and overlap >= 0.5 * min(left.height, right.height)
+        and (max(left.x1, right.x1) - left.x0) <= HALVES_ASPECT * joint_height
+    )
+
+
+def _halves_or_whole(
+    ink: np.ndarray, stroke_mask: np.ndarray, labels: np.ndarray, left: _Group, right: _Group
+) -> Piece:
+    """One piece of two (``_halves_of_one_digit``) with two options: read whole, or as the two
+    digits they are on the page. Neither is favoured by shape (a split costs SPLIT_PENALTY,
+    as in ``split_options(force=True)``): "( )" read as a 0 beats "6" "1" only when the
+    classifier is surer of the 0, and two 1s written close read as a whole "not a digit"."""
+    joint = _Group(
+        labels=left.labels + right.labels,
+        x0=min(left.x0, right.x0),
+        y0=min(left.y0, right.y0),
+        x1=max(left.x1, right.x1),
+        y1=max(left.y1, right.y1),
+        area=left.area + right.area,
+    )
+    strokes, origin, _, edge = _piece_ink(ink, stroke_mask, labels, joint)
+    whole = _crop_from_ink(strokes, origin, edge)
+    box = labels[joint.y0 : joint.y1, joint.x0 : joint.x1]
+    parts = []
+    for half in (left, right):
+        own = np.isin(box, half.labels)
+        parts.append(_crop_from_ink(np.where(own, strokes, 0.0), origin, edge, strokes))
+    assert whole is not None and all(part is not None for part in parts)  # both have ink
+    return Piece(
+        options=((whole,), tuple(part for part in parts if part is not None)),
+        log_priors=(0.0, -SPLIT_PENALTY),
+        box=whole.box,
+        ink=strokes,
+        edge=edge,
+        origin=origin,
     )
 
 

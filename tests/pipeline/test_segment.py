@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import BadInput
+from pipeline.reframe import reframe_digit
 from pipeline.segment import choose_split, choose_splits, segment_cell
 from tests.pipeline.mnist_cells import compose, digit
 
@@ -182,6 +183,42 @@ def test_recognition_keeps_single_wide_digits_whole(classifier):
             cell, _ = compose([digit(label, index)], gaps=[])
             kept += len(choose_split(segment_cell(cell), classifier.predict_proba).digits) == 1
     assert kept >= 28
+
+
+def _broken_zero(index: int) -> np.ndarray:
+    """A real MNIST 0 whose strokes broke apart at the top and bottom (a thin pen): "( )"."""
+    zero = digit(0, index).copy()
+    middle = zero.shape[1] // 2
+    zero[:, middle - 1 : middle + 1] = 0
+    return zero
+
+
+def test_a_zero_broken_into_halves_is_offered_whole_and_read_as_one_digit(classifier):
+    """The two halves of a broken 0 are one piece with two readings, whole or as two digits;
+    the classifier takes the whole 0 for most (the others it calls "not a digit" whole: a
+    0 broken this way is rare in its training)."""
+    read_as_zero = 0
+    for index in range(10):
+        cell, _ = compose([_broken_zero(index)], gaps=[])
+        segmentation = segment_cell(cell)
+        assert len(segmentation.pieces) == 1
+        (piece,) = segmentation.pieces
+        assert sorted(len(option) for option in piece.options) == [1, 2]
+        chosen = choose_split(segmentation, classifier.predict_proba)
+        frames = np.stack([reframe_digit(crop.image) for crop in chosen.digits])
+        read = classifier.predict_proba(frames)[:, :10].argmax(axis=1).tolist()
+        read_as_zero += read == [0]
+    assert read_as_zero >= 7
+
+
+def test_two_ones_written_close_stay_two_digits(classifier):
+    """Two narrow digits side by side are also offered whole; the classifier keeps them two."""
+    kept = 0
+    for index in range(10):
+        cell, _ = compose([digit(1, index), digit(1, index + 10)], gaps=[2])
+        chosen = choose_split(segment_cell(cell), classifier.predict_proba)
+        kept += len(chosen.digits) == 2
+    assert kept >= 9
 
 
 def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
