@@ -529,11 +529,13 @@ def _crossings(ink: np.ndarray, path: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class Edge:
-    """The faint edge around a piece's strokes (see ``_piece_ink``): ``ink`` (H, W) float32,
-    the strokes and their edge in the piece's box grown by up to EDGE_PX on each side;
-    ``offset`` (x, y) of the piece's own box within it."""
+    """The faint edge around a piece's strokes (see ``_piece_ink``), in the piece's box grown
+    by up to EDGE_PX on each side: ``ink`` (H, W) float32, the strokes and their edge;
+    ``strokes`` (H, W) float32, the strokes alone; ``offset`` (x, y) of the piece's own box
+    within it."""
 
     ink: np.ndarray
+    strokes: np.ndarray
     offset: tuple[int, int]
 
 
@@ -553,7 +555,7 @@ def _part_between(
     hi = np.full(height, width) if right is None else right
     inside = (columns >= lo[:, None]) & (columns < hi[:, None])
     part = _drop_fragments(np.where(inside, piece_ink, 0.0))
-    return _crop_from_ink(part, origin, edge, piece_ink, inside)
+    return _crop_from_ink(part, origin, edge, inside)
 
 
 def _drop_fragments(part: np.ndarray) -> np.ndarray:
@@ -571,25 +573,21 @@ def _crop_from_ink(
     ink: np.ndarray,
     origin: tuple[int, int],
     edge: Edge | None = None,
-    piece_ink: np.ndarray | None = None,
     inside: np.ndarray | None = None,
 ) -> DigitCrop | None:
     """Tight ink box of ``ink`` (local coordinates, origin = its (x, y) in the cell), padded.
 
     With ``edge``: the image also holds the faint pixels of ``edge.ink`` within EDGE_PX of
-    ``ink``'s strokes that are no stroke of the piece (``piece_ink``, default ``ink``) and
-    lie ``inside`` the part's cuts (extended outwards past the piece's box). ``box`` stays
-    the strokes' tight box either way (the digit's size and place, for the shape priors)."""
+    ``ink``'s strokes that are no stroke of the piece and lie ``inside`` the part's cuts
+    (extended outwards past the piece's box). ``box`` stays the strokes' tight box either
+    way (the digit's size and place, for the shape priors)."""
     rows = np.flatnonzero(ink.any(axis=1))
     cols = np.flatnonzero(ink.any(axis=0))
     if rows.size == 0 or (rows.size * cols.size) < 4:
         return None
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     box = (origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1)
-    if edge is None:
-        tight = ink[y0:y1, x0:x1]
-    else:
-        tight = _with_edge(ink, edge, ink if piece_ink is None else piece_ink, inside)
+    tight = ink[y0:y1, x0:x1] if edge is None else _with_edge(ink, edge, inside)
     pad = max(2, round(0.1 * max(tight.shape)))
     image = np.zeros((tight.shape[0] + 2 * pad, tight.shape[1] + 2 * pad), np.uint8)
     image[pad:-pad, pad:-pad] = np.clip(tight, 0, 255)
@@ -599,20 +597,20 @@ def _crop_from_ink(
 _EDGE_KERNEL = np.ones((2 * EDGE_PX + 1, 2 * EDGE_PX + 1), np.uint8)
 
 
-def _with_edge(
-    part: np.ndarray, edge: Edge, piece_ink: np.ndarray, inside: np.ndarray | None
-) -> np.ndarray:
+def _with_edge(part: np.ndarray, edge: Edge, inside: np.ndarray | None) -> np.ndarray:
     """``part`` (h, w, the piece's box) with its strokes' faint edge from ``edge``: returns
     the tight box of the strokes and their edge, in ``edge.ink``'s grown frame."""
     height, width = part.shape
     ox, oy = edge.offset
-    grown_h, grown_w = edge.ink.shape
-    placement = ((oy, grown_h - height - oy), (ox, grown_w - width - ox))
-    strokes = np.pad(part, placement)
-    near = cv2.dilate((strokes > 0).astype(np.uint8), _EDGE_KERNEL) > 0
-    faint = near & (np.pad(piece_ink, placement) <= 0) & (edge.ink > 0)
-    if inside is not None:
-        faint &= np.pad(inside, placement, mode="edge")
+    strokes = np.zeros(edge.ink.shape, np.float32)
+    strokes[oy : oy + height, ox : ox + width] = part
+    near = cv2.dilate((strokes > 0).view(np.uint8), _EDGE_KERNEL)
+    faint = (near > 0) & (edge.strokes <= 0) & (edge.ink > 0)
+    if inside is not None:  # beyond the piece's box, the nearest row / column of `inside`
+        grown_h, grown_w = edge.ink.shape
+        row_of = np.clip(np.arange(grown_h) - oy, 0, height - 1)
+        col_of = np.clip(np.arange(grown_w) - ox, 0, width - 1)
+        faint &= inside[row_of[:, None], col_of[None, :]]
     both = np.where(faint, edge.ink, strokes)
     rows = np.flatnonzero(both.any(axis=1))
     cols = np.flatnonzero(both.any(axis=0))
@@ -1103,7 +1101,7 @@ def _halves_or_whole(
     parts = []
     for half in (left, right):
         own = np.isin(box, half.labels)
-        parts.append(_crop_from_ink(np.where(own, strokes, 0.0), origin, edge, strokes))
+        parts.append(_crop_from_ink(np.where(own, strokes, 0.0), origin, edge))
     assert whole is not None and all(part is not None for part in parts)  # both have ink
     return Piece(
         options=((whole,), tuple(part for part in parts if part is not None)),
@@ -1137,11 +1135,10 @@ def _piece_ink(
     faint = (
         near & ~stroke_mask[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == 0) & (box_ink >= EDGE_MIN_INK)
     )
-    edge = Edge(
-        np.where(own | faint, box_ink, 0.0).astype(np.float32), (group.x0 - x0, group.y0 - y0)
-    )
-    ox, oy = edge.offset
-    strokes = np.where(own, box_ink, 0.0)[oy : oy + group.height, ox : ox + group.width]
+    grown_strokes = np.where(own, box_ink, 0.0).astype(np.float32)
+    ox, oy = group.x0 - x0, group.y0 - y0
+    edge = Edge(np.where(own | faint, box_ink, 0.0).astype(np.float32), grown_strokes, (ox, oy))
+    strokes = grown_strokes[oy : oy + group.height, ox : ox + group.width]
     return strokes, (group.x0, group.y0), False, edge
 
 
