@@ -334,27 +334,30 @@ def _grid_support(
     support: (k, n) per line (k = len(rel)) its capped support at each profile position."""
     total = np.zeros((len(scales), len(offsets)), np.float32)
     size = support.shape[1]
+    count = len(offsets)
     consecutive = (
-        len(offsets) > 0
+        count > 0
         and np.issubdtype(offsets.dtype, np.integer)
         and bool(np.all(np.diff(offsets) == 1))
     )
-    for line, r in enumerate(rel):
-        base = scales * r
-        # With whole consecutive offsets, rint(base + o) = rint(base) + o unless base lies
-        # within rounding of a half (then the general way): each scale's row is a slice of
-        # the line's support padded with zeros, not a gather of computed indices.
-        if consecutive and np.all(np.abs(base - np.floor(base) - 0.5) > 1e-6):
-            first = np.rint(base).astype(np.int64) + int(offsets[0])
-            lo, hi = int(first.min()), int(first.max()) + len(offsets)
-            padded = np.zeros(hi - lo, support.dtype)
-            a, b = max(lo, 0), min(hi, size)
-            if a < b:
-                padded[a - lo : b - lo] = support[line, a:b]
-            windows = np.lib.stride_tricks.sliding_window_view(padded, len(offsets))
-            total += windows[first - lo]
+    # With whole consecutive offsets, rint(base + o) = rint(base) + o unless base = scale * r
+    # lies within rounding of a half (then the general way): each scale's row is then a slice
+    # of the line's support padded with zeros, not a gather of computed indices.
+    base = scales[None, :] * rel[:, None]  # (k, len(scales))
+    fast = np.all(np.abs(base - np.floor(base) - 0.5) > 1e-6, axis=1) & consecutive
+    if fast.any():
+        first = np.rint(base).astype(np.int64) + (int(offsets[0]) if count else 0)
+        lo, hi = int(first[fast].min()), int(first[fast].max()) + count
+        padded = np.zeros((len(rel), hi - lo), support.dtype)
+        a, b = max(lo, 0), min(hi, size)
+        if a < b:
+            padded[:, a - lo : b - lo] = support[:, a:b]
+        windows = np.lib.stride_tricks.sliding_window_view(padded, count, axis=1)
+    for line in range(len(rel)):  # summed line by line in float32, in order
+        if fast[line]:
+            total += windows[line, first[line] - lo]
             continue
-        index = np.rint(base[:, None] + offsets[None, :]).astype(np.int64)
+        index = np.rint(base[line][:, None] + offsets[None, :]).astype(np.int64)
         inside = (index >= 0) & (index < size)
         total += np.where(inside, support[line, np.clip(index, 0, size - 1)], 0.0)
     return total
