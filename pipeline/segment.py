@@ -89,6 +89,9 @@ class Piece:
     ink: np.ndarray | None = field(default=None, compare=False, repr=False)
     edge: Edge | None = field(default=None, compare=False, repr=False)
     origin: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    # Two pieces offered as one (``_halves_or_whole``): only a classifier that can answer "not
+    # a digit" may read them whole (``choose_splits`` keeps them apart otherwise).
+    joined: bool = field(default=False, compare=False, repr=False)
 
     @property
     def ambiguous(self) -> bool:
@@ -1086,7 +1089,8 @@ def _halves_or_whole(
     """One piece of two (``_halves_of_one_digit``) with two options: read whole, or as the two
     digits they are on the page. Neither is favoured by shape (a split costs SPLIT_PENALTY,
     as in ``split_options(force=True)``): "( )" read as a 0 beats "6" "1" only when the
-    classifier is surer of the 0, and two 1s written close read as a whole "not a digit"."""
+    classifier is surer of the 0, and two 1s written close read as a whole "not a digit"
+    (a classifier without that class never reads them whole: ``Piece.joined``)."""
     joint = _Group(
         labels=left.labels + right.labels,
         x0=min(left.x0, right.x0),
@@ -1110,6 +1114,7 @@ def _halves_or_whole(
         ink=strokes,
         edge=edge,
         origin=origin,
+        joined=True,
     )
 
 
@@ -1197,17 +1202,26 @@ def choose_splits(
     if not crops:
         return list(segmentations)
     if probs_of is not None:
-        scores = digit_score(np.stack([probs_of(crop) for crop in crops]))
+        probs = np.stack([probs_of(crop) for crop in crops])
     else:
         if classify is None:
             raise ValueError("choose_splits needs classify or probs_of")
         reframe = reframe or _default_reframe()
         frames = np.stack([reframe(crop.image) for crop in crops])
-        scores = digit_score(np.asarray(classify(frames)))
+        probs = np.asarray(classify(frames))
+    scores = digit_score(probs)
+    can_reject = probs.shape[1] > 10
     chosen = []
     for segmentation in segmentations:
         pieces = []
         for piece in segmentation.pieces:
+            if piece.joined and not can_reject:  # no "not a digit" to refuse the whole
+                apart = [i for i, option in enumerate(piece.options) if len(option) > 1]
+                piece = replace(
+                    piece,
+                    options=tuple(piece.options[i] for i in apart),
+                    log_priors=tuple(piece.log_priors[i] for i in apart),
+                )
             if not piece.ambiguous:
                 pieces.append(piece)
                 continue

@@ -211,6 +211,18 @@ def test_a_zero_broken_into_halves_is_offered_whole_and_read_as_one_digit(classi
     assert read_as_zero >= 7
 
 
+def test_without_a_not_a_digit_class_joined_pieces_are_never_read_whole():
+    """The 10-class ``paper`` model cannot refuse a whole: pieces offered as one stay apart."""
+    from pipeline.model import get_classifier
+
+    paper = get_classifier("paper", intra_op_threads=1, inter_op_threads=1)
+    cell, _ = compose([_broken_zero(0)], gaps=[])
+    (piece,) = segment_cell(cell).pieces
+    assert piece.joined and any(len(option) == 1 for option in piece.options)
+    chosen = choose_split(segment_cell(cell), paper.predict_proba)
+    assert len(chosen.digits) == 2 and not chosen.ambiguous
+
+
 def test_two_ones_written_close_stay_two_digits(classifier):
     """Two narrow digits side by side are also offered whole; the classifier keeps them two."""
     kept = 0
