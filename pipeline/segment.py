@@ -542,23 +542,40 @@ class Edge:
     offset: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One part of a cut piece before it becomes a ``DigitCrop`` (only the parts of the options
+    kept are made into crops): its strokes (h, w) in the piece's box, the region between its
+    cuts (None = the whole piece), and its tight box in the piece's box."""
+
+    ink: np.ndarray
+    inside: np.ndarray | None
+    box: Box
+
+
 def _part_between(
-    piece_ink: np.ndarray,
-    left: np.ndarray | None,
-    right: np.ndarray | None,
-    origin: tuple[int, int],
-    edge: Edge | None = None,
-) -> DigitCrop | None:
+    piece_ink: np.ndarray, left: np.ndarray | None, right: np.ndarray | None
+) -> _Part | None:
     """The part of ``piece_ink`` (h, w) between two cut paths ((h,) column per row; None = the
-    piece's edge), cleaned of slivers; None when it has no ink. With ``edge``, the crop's
-    image keeps the faint edge of the part's strokes (``_crop_from_ink``)."""
+    piece's edge), cleaned of slivers; None when it has no ink."""
     height, width = piece_ink.shape
     columns = np.arange(width)[None, :]
     lo = np.zeros(height, int) if left is None else left
     hi = np.full(height, width) if right is None else right
     inside = (columns >= lo[:, None]) & (columns < hi[:, None])
     part = _drop_fragments(np.where(inside, piece_ink, 0.0))
-    return _crop_from_ink(part, origin, edge, inside)
+    box = _ink_box(part)
+    return None if box is None else _Part(part, inside, box)
+
+
+def _ink_box(ink: np.ndarray) -> Box | None:
+    """Tight box (x0, y0, x1, y1) of the ink in ``ink`` (h, w); None when it holds fewer than
+    4 pixels' worth of rows x columns."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0 or (rows.size * cols.size) < 4:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _drop_fragments(part: np.ndarray) -> np.ndarray:
@@ -584,11 +601,10 @@ def _crop_from_ink(
     ``ink``'s strokes that are no stroke of the piece and lie ``inside`` the part's cuts
     (extended outwards past the piece's box). ``box`` stays the strokes' tight box either
     way (the digit's size and place, for the shape priors)."""
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    if rows.size == 0 or (rows.size * cols.size) < 4:
+    local = _ink_box(ink)
+    if local is None:
         return None
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    x0, y0, x1, y1 = local
     box = (origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1)
     tight = ink[y0:y1, x0:x1] if edge is None else _with_edge(ink, edge, inside)
     pad = max(2, round(0.1 * max(tight.shape)))
@@ -620,12 +636,11 @@ def _with_edge(part: np.ndarray, edge: Edge, inside: np.ndarray | None) -> np.nd
     return both[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def _shape_log_prior(crops: Sequence[DigitCrop], piece_height: int) -> float:
+def _shape_log_prior(boxes: Sequence[Box], piece_height: int) -> float:
     """Geometric plausibility of the parts: each should look like one digit (aspect
     0.12..1.15 of its height, height >= 55% of the piece's). 0 when all parts do."""
     score = 0.0
-    for crop in crops:
-        x0, y0, x1, y1 = crop.box
+    for x0, y0, x1, y1 in boxes:
         aspect = (x1 - x0) / max(1, y1 - y0)
         if aspect > 1.15:
             score -= 3.0 * (aspect - 1.15)
@@ -750,15 +765,16 @@ def split_options(
     (touching digits written close and slanted are much narrower than MNIST's side by side).
     """
     height, width = piece_ink.shape
-    whole = _crop_from_ink(piece_ink, origin, edge)
-    assert whole is not None  # a piece has ink by construction
+    whole_box = _ink_box(piece_ink)
+    assert whole_box is not None  # a piece has ink by construction
+    whole = _Part(piece_ink, None, whole_box)
     aspect = _upright_width(piece_ink) / max(1, height)
 
     def count_prior(count: int) -> float:
         return -SPLIT_PENALTY * (count - 1) if force else _count_log_prior(aspect, count)
 
-    scored: list[tuple[float, tuple[DigitCrop, ...]]] = [
-        (count_prior(1) + _shape_log_prior([whole], height), (whole,))
+    scored: list[tuple[float, tuple[_Part, ...]]] = [
+        (count_prior(1) + _shape_log_prior([whole.box], height), (whole,))
     ]
     best_split = max(count_prior(n) for n in range(2, MAX_SPLIT + 1))
     if (force or aspect >= 0.5) and best_split >= scored[0][0] - OPTION_MARGIN:
@@ -767,14 +783,14 @@ def split_options(
         holes = _holes(piece_ink)
         cut_priors = [_cut_ink_log_prior(piece_ink, p, stroke, holes) for p in paths]
         max_cuts = min(MAX_SPLIT - 1, max(1, round(aspect / (0.3 if force else 0.4)) - 1))
-        parts: dict[tuple[int, int], DigitCrop | None] = {}  # (left cut, right cut) -> part
+        parts: dict[tuple[int, int], _Part | None] = {}  # (left cut, right cut) -> part
         last = len(paths)  # index -1 = the piece's left side, last = its right side
 
-        def part(i: int, j: int) -> DigitCrop | None:
+        def part(i: int, j: int) -> _Part | None:
             if (i, j) not in parts:
                 left = None if i < 0 else paths[i]
                 right = None if j == last else paths[j]
-                parts[(i, j)] = _part_between(piece_ink, left, right, origin, edge)
+                parts[(i, j)] = _part_between(piece_ink, left, right)
             return parts[(i, j)]
 
         for n_cuts in range(1, max_cuts + 1):
@@ -783,26 +799,36 @@ def split_options(
                 if not all(np.all(a < b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)):
                     continue
                 bounds = (-1, *combo, last)
-                pieces = [part(i, j) for i, j in itertools.pairwise(bounds)]
-                if any(p is None for p in pieces):
+                found = [part(i, j) for i, j in itertools.pairwise(bounds)]
+                if any(p is None for p in found):
                     continue
-                crops = tuple(p for p in pieces if p is not None)
+                option = tuple(p for p in found if p is not None)
                 prior = (
                     count_prior(n_cuts + 1)
                     + sum(cut_priors[i] for i in combo)
-                    + _shape_log_prior(crops, height)
+                    + _shape_log_prior([p.box for p in option], height)
                 )
-                scored.append((prior, crops))
+                scored.append((prior, option))
     if force and len(scored) > 1:
         scored = scored[1:]  # the whole was rejected: the margin counts from the best split
     scored.sort(key=lambda item: -item[0])
     # An option this far below the best cannot win unless the classifier all but rejects the
     # best (digit probability < e^-5 = 0.7%): not worth classifying.
     kept = [item for item in scored[:MAX_OPTIONS] if item[0] >= scored[0][0] - OPTION_MARGIN]
+    crops: dict[int, DigitCrop] = {}  # id(part) -> its crop: options share parts, and crops
+
+    def crop_of(part: _Part) -> DigitCrop:
+        if id(part) not in crops:
+            crop = _crop_from_ink(part.ink, origin, edge, part.inside)
+            assert crop is not None  # a part has ink by construction
+            crops[id(part)] = crop
+        return crops[id(part)]
+
+    x0, y0, x1, y1 = whole.box
     return Piece(
-        options=tuple(crops for _, crops in kept),
+        options=tuple(tuple(crop_of(p) for p in option) for _, option in kept),
         log_priors=tuple(prior for prior, _ in kept),
-        box=whole.box,
+        box=(origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1),
         ink=piece_ink,
         edge=edge,
         origin=origin,
