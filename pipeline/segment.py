@@ -1117,20 +1117,13 @@ def _halves_or_whole(
     as in ``split_options(force=True)``): "( )" read as a 0 beats "6" "1" only when the
     classifier is surer of the 0, and two 1s written close read as a whole "not a digit"
     (a classifier without that class never reads them whole: ``Piece.joined``)."""
-    joint = _Group(
-        labels=left.labels + right.labels,
-        x0=min(left.x0, right.x0),
-        y0=min(left.y0, right.y0),
-        x1=max(left.x1, right.x1),
-        y1=max(left.y1, right.y1),
-        area=left.area + right.area,
-    )
+    joint = replace(left, labels=list(left.labels))
+    joint.absorb(right)
     strokes, origin, _, edge = _piece_ink(ink, stroke_mask, labels, joint)
     whole = _crop_from_ink(strokes, origin, edge)
-    box = labels[joint.y0 : joint.y1, joint.x0 : joint.x1]
     parts = []
     for half in (left, right):
-        own = np.isin(box, half.labels)
+        own = _own_pixels(labels, replace(joint, labels=half.labels))
         parts.append(_crop_from_ink(np.where(own, strokes, 0.0), origin, edge))
     assert whole is not None and all(part is not None for part in parts)  # both have ink
     return Piece(
