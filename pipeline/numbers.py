@@ -193,8 +193,8 @@ def read_numbers(
 
     The telegram pipeline's own stage 4 (``pipeline.read.classify_segmentations``): every
     candidate digit crop of all images reframed once and classified in one batch (plus a
-    small one for pieces rejected whole); ``decode_cell`` then works from those
-    probabilities. calibration: None = the fitted one of this classifier
+    small one for the pieces cut again, ``pipeline.segment.rejected``); ``decode_cell`` then
+    works from those probabilities. calibration: None = the fitted one of this classifier
     (``calibration_for``); confidence_threshold: the LOW_CONFIDENCE threshold (default
     ``pipeline.decode.LOW_CONFIDENCE``).
     """

@@ -850,13 +850,13 @@ def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
 def resplit(piece: Piece) -> Piece:
     """``piece`` read whole (its one-part options, as before) or cut as
     ``split_options(force=True)`` finds for its ink, in place of the earlier cuts."""
+    if piece.ink is None:  # not made by split_options: nothing to cut again
+        return piece
     wholes = [
         (prior, option)
         for prior, option in zip(piece.log_priors, piece.options, strict=True)
         if len(option) == 1
     ]
-    if piece.ink is None:  # not made by split_options: nothing to cut again
-        return piece
     forced = split_options(piece.ink, piece.origin, force=True, edge=piece.edge)
     splits = [
         (prior, option)
@@ -1080,7 +1080,8 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
             pieces.append(_halves_or_whole(ink, stroke_mask, labels, group, groups[index + 1]))
             index += 2
             continue
-        pieces.append(split_options(*_piece_ink(ink, stroke_mask, labels, group)))
+        strokes, origin, edge = _piece_ink(ink, stroke_mask, labels, group)
+        pieces.append(split_options(strokes, origin, edge=edge))
         index += 1
     dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
     return CellSegmentation(
@@ -1119,7 +1120,7 @@ def _halves_or_whole(
     (a classifier without that class never reads them whole: ``Piece.joined``)."""
     joint = replace(left, labels=list(left.labels))
     joint.absorb(right)
-    strokes, origin, _, edge = _piece_ink(ink, stroke_mask, labels, joint)
+    strokes, origin, edge = _piece_ink(ink, stroke_mask, labels, joint)
     whole = _crop_from_ink(strokes, origin, edge)
     parts = []
     for half in (left, right):
@@ -1139,16 +1140,16 @@ def _halves_or_whole(
 
 def _piece_ink(
     ink: np.ndarray, stroke_mask: np.ndarray, labels: np.ndarray, group: _Group
-) -> tuple[np.ndarray, tuple[int, int], bool, Edge]:
-    """``split_options``' arguments for one piece: its own stroke pixels ((h, w) float32 in
-    its box), the box's (x, y) in the cell, no forcing, and the strokes' faint edge: the
+) -> tuple[np.ndarray, tuple[int, int], Edge]:
+    """What ``split_options`` cuts for one piece: its own stroke pixels ((h, w) float32 in
+    its box), the box's (x, y) in the cell, and the strokes' faint edge: the
     pixels within EDGE_PX of them, at least EDGE_MIN_INK, too faint for ``stroke_mask`` (the
     cell's ink mask before anything was erased from it: a strike line or a ruled line's
     remnant never comes back as an edge) and of no piece, in the box grown by EDGE_PX.
 
-    Why the edge: the classifier learned MNIST digits, whose strokes fade out over 1-2 px. A
-    single MNIST test digit cut by the mask alone reads wrong 1.2% of the time, with its
-    edge back 0.4% (digits 5,000-9,999)."""
+    Why the edge: the classifier learned MNIST digits, whose strokes fade out over 1-2 px.
+    With the edge back, whole numbers of MNIST test digits read exactly 0.9795 instead of
+    0.977 (bench/bench_numbers.py, BENCHMARKS.md)."""
     height, width = ink.shape
     x0, y0 = max(0, group.x0 - EDGE_PX), max(0, group.y0 - EDGE_PX)
     x1, y1 = min(width, group.x1 + EDGE_PX), min(height, group.y1 + EDGE_PX)
@@ -1163,7 +1164,7 @@ def _piece_ink(
     ox, oy = group.x0 - x0, group.y0 - y0
     edge = Edge(np.where(own | faint, box_ink, 0.0).astype(np.float32), grown_strokes, (ox, oy))
     strokes = grown_strokes[oy : oy + group.height, ox : ox + group.width]
-    return strokes, (group.x0, group.y0), False, edge
+    return strokes, (group.x0, group.y0), edge
 
 
 def _group_of(stats: np.ndarray, label: int) -> _Group:

@@ -286,7 +286,6 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
     splits = [option for option in piece.options if len(option) == 2]
     assert splits, "the touching pair is offered cut in two"
     whole = next(option[0] for option in piece.options if len(option) == 1)
-    right_part = splits[0][1]
     not_a_digit, four = np.array([0.0] * 10 + [0.9]), np.eye(11)[4]
 
     def reads(rejected_crops):
@@ -295,7 +294,7 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
     every_right_part = [option[1] for option in splits]
     assert rejected(piece, reads([whole, *every_right_part]))
     assert not rejected(piece, reads([whole]))  # the splits read as digits
-    assert not rejected(piece, reads([right_part] if len(splits) == 1 else []))
+    assert not rejected(piece, reads(every_right_part))  # the whole reads as a digit
 
     # Cuts made again keep the whole and replace the earlier splits by the forced ones.
     only_splits = replace(piece, options=tuple(splits), log_priors=(0.0,) * len(splits))
@@ -310,7 +309,7 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
 def test_a_digit_keeps_the_faint_edge_of_its_strokes_but_not_its_neighbours():
     """MNIST strokes fade out over 1-2 px; the mask keeps only the dark core. The crop the
     classifier sees keeps that faint edge (as MNIST has it); its box stays the strokes'."""
-    from pipeline.segment import EDGE_MIN_INK, ink_map, ink_mask
+    from pipeline.segment import EDGE_MIN_INK, EDGE_PX, ink_map, ink_mask
 
     cell, _ = compose([digit(8, 0), digit(3, 0)], gaps=[8])
     ink = ink_map(cell)
@@ -321,7 +320,8 @@ def test_a_digit_keeps_the_faint_edge_of_its_strokes_but_not_its_neighbours():
     faint_pixels = (ink >= EDGE_MIN_INK) & ~strokes
     half = (x1 + right.box[0]) // 2
     stroke_pixels = np.count_nonzero(strokes[:, :half])
-    faint_near = np.count_nonzero(faint_pixels[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2])
+    around = (slice(max(0, y0 - EDGE_PX), y1 + EDGE_PX), slice(max(0, x0 - EDGE_PX), x1 + EDGE_PX))
+    faint_near = np.count_nonzero(faint_pixels[around])
     assert faint_near > 0
     # The crop holds the strokes and the faint pixels around them, none of the right digit's.
     assert np.count_nonzero(left.image) == stroke_pixels + faint_near
