@@ -17,6 +17,7 @@ from pipeline.decode import (
     decode_number,
     fit_calibration,
     mismatch_suspects,
+    one_misreading_apart,
     reliability,
 )
 from pipeline.errors import BadInput
@@ -222,6 +223,42 @@ def test_mismatch_suspects_weigh_each_cell_against_the_column():
     ink_not_a_digit = decode_number(np.array([[0.0] * 10 + [1.0]]))
     assert ink_not_a_digit.text == "" and ink_not_a_digit.confidence > 0.99
     assert mismatch_suspects([ink_not_a_digit, doubtful, sure]) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("read", "written", "one_apart"),
+    [
+        ("217", 247, True),  # one digit read as another
+        ("4", 47, True),  # one digit lost
+        ("17", 1, True),  # a speck read as a digit
+        ("", 7, True),  # a faint digit missed
+        ("217", 217, True),
+        ("16", 4, False),
+        ("12", 21, False),
+        ("5", 135, False),
+        ("7", -3, False),  # counts are never negative
+    ],
+)
+def test_one_misreading_apart_is_one_digit_wrong_lost_or_added(read, written, one_apart):
+    assert one_misreading_apart(read, written) is one_apart
+
+
+def test_mismatch_suspects_follow_the_difference_the_column_is_off_by():
+    """38 + 36 + 9 = 83 read "38 + 36 + 4 = 83": off by 5. Only the "4" becomes what it must
+    be (9) with one digit changed; 38 -> 43, 36 -> 41 and 83 -> 78 would each take two, so the
+    sure readings around the doubtful one stay accepted."""
+    sure_38, sure_36, sure_83 = (reading(text, sure=0.9995) for text in ("38", "36", "83"))
+    doubtful_4 = reading("4", sure=0.9)
+    cells = [sure_38, sure_36, doubtful_4, sure_83]
+    assert mismatch_suspects(cells) == {0, 1, 2, 3}
+    assert mismatch_suspects(cells, implied=[43, 41, 9, 78]) == {2}
+
+
+def test_without_any_one_digit_explanation_the_difference_clears_no_cell():
+    """Two mistakes, or a writer's slip: the difference says nothing about who is wrong."""
+    cells = [reading("12", sure=0.997), reading("36", sure=0.97), reading("88", sure=0.997)]
+    implied = [12 + 555, 36 + 555, 88 - 555]
+    assert mismatch_suspects(cells, implied=implied) == mismatch_suspects(cells)
 
 
 def test_sum_rule_refuses_an_improbable_correction():
