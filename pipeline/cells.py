@@ -253,7 +253,8 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     ink is measured against the local paper (a 7x7 maximum, smoothed: strokes are thinner
     than that at ``CELL_DPI``; a large grey halftone fill is its own background and vanishes),
     lightly smoothed to bridge one-pixel gaps, and cut into pieces at a low threshold set by
-    the paper's noise (``FAINT_SIGMAS`` robust standard deviations, at least ``FAINT_INK``).
+    the paper's noise in the smoothed image (``FAINT_SIGMAS`` robust standard deviations, at
+    least ``FAINT_INK``).
     Every piece reaching ``PEAK_SIGMAS`` (at least ``FAINT_PEAK``) is scaled so that its
     strongest pixels reach ``STROKE_INK`` (gain at most ``MAX_GAIN``), its 1 px rim with it;
     weaker pieces are noise and removed, and so are pale pieces wider than any number
@@ -265,14 +266,16 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     cv2.blur(paper, (7, 7), dst=paper)
     work = np.subtract(paper, image, dtype=np.float32)  # darkness, whole grey levels
     del paper
-    # darkness is a whole number of grey levels (-255..255): both medians from its histogram
-    sample_counts = np.bincount((work[::4, ::4].astype(np.int32) + 255).ravel(), minlength=511)
+    ink = cv2.GaussianBlur(work, (3, 3), 0.7)
+    # The thresholds apply to the smoothed darkness, so its noise is measured there (the
+    # smoothing divides white noise by ~2.4): medians of a histogram of rounded levels.
+    sample = np.rint(ink[::4, ::4]).astype(np.int32) + 255
+    sample_counts = np.bincount(sample.ravel(), minlength=511)
     levels = np.arange(-255, 256, dtype=np.float32)
     baseline = float(histogram_median(sample_counts, levels))
     noise = 1.4826 * float(histogram_median(sample_counts, np.abs(levels - baseline)))
-    np.subtract(work, baseline, out=work)
-    np.clip(work, 0, 255, out=work)
-    ink = cv2.GaussianBlur(work, (3, 3), 0.7)
+    np.subtract(ink, baseline, out=ink)
+    np.clip(ink, 0, 255, out=ink)
     low = ink >= max(FAINT_INK, FAINT_SIGMAS * noise)
     # the labels alone (cv2's statistics cost ~5x the labelling): statistics from the pixels
     count, labels = cv2.connectedComponents(low.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)

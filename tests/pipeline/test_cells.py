@@ -136,6 +136,25 @@ def test_grey_printing_is_not_ink(form, blank):
     assert _crop_of(cut_cells(page, form, DPI), "EN BLANCO", 3).kind == CellKind.EMPTY
 
 
+def test_a_light_stroke_on_a_noisy_scan_is_ink_and_the_noise_is_not(form, blank):
+    """Grain of 8 grey levels and a pencil-light "1" only 40 levels darker than the paper:
+    the stroke's contrast is 5 times the grain, far above it once smoothed, so it is kept."""
+    rng = np.random.default_rng(0)
+    page = blank.astype(np.float32) * (215 / 255)  # grey paper
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    centre = round((x0 + x1) / 2)
+    stroke = np.zeros(page.shape, np.uint8)
+    cv2.line(
+        stroke, (centre, round(y0 + 0.15 * (y1 - y0))), (centre, round(y1 - 0.15 * (y1 - y0))), 1, 3
+    )
+    page[stroke.astype(bool)] -= 40
+    page = np.clip(page + rng.normal(0, 8, page.shape), 0, 255).astype(np.uint8)
+    crops = cut_cells(page, form, DPI)
+    assert _crop_of(crops, "133:133", 1).kind == CellKind.WRITTEN
+    assert _crop_of(crops, "134:134", 1).kind == CellKind.EMPTY
+    assert _crop_of(crops, "133:133", 8).kind == CellKind.EMPTY
+
+
 def test_no_usar_cells_are_marked_and_every_field_is_cut():
     form = load_template("arg-2019-paso-caba")
     page = render_form(form, DPI)
