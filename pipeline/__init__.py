@@ -6,9 +6,10 @@ decompression bomb that slips past the header check in ``pipeline.read.load_scan
 refused by the decoder.
 
 Threads: numpy's OpenBLAS keeps a helper thread per core that spins after every matrix
-product. The pipeline's products are tiny (fits of a few hundred points), so the spinning was
-pure waste: 20-30% of a telegram's CPU time (0.70-0.77 -> 0.49-0.58 CPU s per 2019 telegram),
-taken from the other worker process on the same cores. One BLAS thread, set before numpy loads.
+product. The pipeline's products are tiny, so the spinning was pure waste, taken from the
+other worker process on the same cores: a Celery worker with 2 processes spent 0.74-0.76 CPU s
+per 2019 telegram with it and 0.63-0.66 without (``bench/bench_worker.py --processes 2
+--chunks 8``, runs alternating). One BLAS thread, set before numpy loads.
 """
 
 import os

@@ -565,10 +565,15 @@ def mismatch_suspects(
     cell does not send a whole column of sure readings to review.
 
     implied[i]: the value cell i must have for the equation to hold when every other cell is
-    right (None: unknown). The difference also says which cell can be the culprit: a cell that
-    one misreading (``one_misreading_apart``) cannot turn into its implied value would need two
-    mistakes, so its p_i is scaled by UNEXPLAINED_MISREADING. A column that breaks by 30 points
-    at the "217" that was written "247", not at the "75" beside it (it would have to be 105).
+    right (None: unknown). The difference also says which cell can be the culprit: when a
+    cell that is a suspect by its own doubt could be turned into its implied value by one
+    digit mistake (``one_misreading_apart``), each cell that could not would need a mistake
+    of its own, so its p_i is scaled by UNEXPLAINED_MISREADING. A column that breaks by 30
+    points at the "217" that was written "247", not at the "75" beside it (it would have to
+    be 105). Limits: a digit cut in two ("4" read "11") or two read as one is two edits here,
+    so such a cell is only a suspect by its own doubt (wrong cuts mostly read with low
+    confidence); and with two misread cells in one column, one of them may explain the
+    difference by chance and lift the flag from the other when that one was read surely.
 
     A cell with ink that read as EMPTY (every piece judged "not a digit") is always a suspect:
     that judgement's confidence is not calibrated, and a number lost that way is what breaks a
@@ -576,35 +581,43 @@ def mismatch_suspects(
     every cell is.
     """
     wrong = [1.0 if c.value is None else min(1.0, max(0.0, 1.0 - c.confidence)) for c in cells]
-    if implied is not None and any(
-        value is not None and cell.text is not None and one_misreading_apart(cell.text, value)
-        for cell, value in zip(cells, implied, strict=True)
-    ):
-        wrong = [
-            w
-            if value is None or cell.text is None or one_misreading_apart(cell.text, value)
-            else w * UNEXPLAINED_MISREADING
-            for w, cell, value in zip(wrong, cells, implied, strict=True)
+
+    def failing(risks: list[float]) -> float:
+        return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
+
+    if implied is not None:
+        explains = [
+            value is not None and cell.text is not None and one_misreading_apart(cell.text, value)
+            for cell, value in zip(cells, implied, strict=True)
         ]
-    failing = 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in wrong)
-    suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing}
+        doubt = max_risk * failing(wrong)
+        if any(ok and w > doubt for ok, w in zip(explains, wrong, strict=True)):
+            wrong = [
+                w if ok else w * UNEXPLAINED_MISREADING
+                for w, ok in zip(wrong, explains, strict=True)
+            ]
+    suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing(wrong)}
     suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
     return suspects or set(range(len(cells)))
 
 
 def _implied_values(
-    variables: list, coefficients: list[int], expand: list[list[int]], n_cells: int
+    cells: Sequence[NumberReading],
+    variables: list,
+    coefficients: list[int],
+    expand: list[list[int]],
 ) -> list[int | None] | None:
     """Per cell, the value that satisfies sum(coef * value) == 0 with every other variable at
-    its best reading; None when a variable has no best reading."""
+    its best reading (coefficients are +1 or -1); None when a cell is unreadable or a variable
+    has no best reading (a total and a sobres that disagree)."""
     bests = [best for best, _, _ in variables]
-    if any(best is None for best in bests):
+    if any(best is None for best in bests) or any(cell.value is None for cell in cells):
         return None
     residual = sum(c * b for c, b in zip(coefficients, bests, strict=True))
-    implied: list[int | None] = [None] * n_cells
-    for var, cells in enumerate(expand):
-        for index in cells:
-            implied[index] = bests[var] - coefficients[var] * residual
+    implied: list[int | None] = [None] * len(cells)
+    for var, members in enumerate(expand):
+        for index in members:
+            implied[index] = bests[var] - coefficients[var] * residual  # 1 / c == c for c = +-1
     return implied
 
 
@@ -627,7 +640,7 @@ def _apply(
         # Satisfied as read, but rival consistent readings are too close to raise confidences.
         return SumRuleResult(list(cells), frozenset(), solution.posterior, (), n_rows)
     if not solution.found or solution.posterior < min_posterior:
-        implied = _implied_values(variables, coefficients, expand, len(cells))
+        implied = _implied_values(cells, variables, coefficients, expand)
         suspects = mismatch_suspects(cells, implied=implied)
         flagged = [
             replace(c, flags=frozenset(c.flags | {mismatch})) if i in suspects else c

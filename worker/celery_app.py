@@ -31,6 +31,7 @@ import os
 
 from celery import Celery, signals
 
+import pipeline  # noqa: F401  (first: sets the thread and pixel limits before numpy and cv2 load)
 from worker.settings import Settings, get_settings
 
 READ_QUEUE = "read"

@@ -254,11 +254,37 @@ def test_mismatch_suspects_follow_the_difference_the_column_is_off_by():
     assert mismatch_suspects(cells, implied=[43, 41, 9, 78]) == {2}
 
 
-def test_without_any_one_digit_explanation_the_difference_clears_no_cell():
-    """Two mistakes, or a writer's slip: the difference says nothing about who is wrong."""
-    cells = [reading("12", sure=0.997), reading("36", sure=0.97), reading("88", sure=0.997)]
-    implied = [12 + 555, 36 + 555, 88 - 555]
-    assert mismatch_suspects(cells, implied=implied) == mismatch_suspects(cells)
+def test_without_a_doubtful_cell_that_explains_it_the_difference_clears_no_cell():
+    """Two mistakes or a writer's slip (nothing one digit away), or only a blank cell that
+    cannot be wrong "explains" it: the difference says nothing about who is wrong."""
+    sure_12, sure_36, sure_88 = (reading(text, sure=0.9995) for text in ("12", "36", "88"))
+    doubtful_5 = reading("5", sure=0.9)
+    cells = [sure_12, sure_36, doubtful_5, sure_88]
+    assert mismatch_suspects(cells) == {0, 1, 2, 3}
+    assert mismatch_suspects(cells, implied=[567, 591, 560, 33]) == {0, 1, 2, 3}
+    blank = decode_number(np.zeros((0, 10)))  # nothing written: EMPTY, a sure 0
+    assert blank.text == "" and blank.value == 0
+    # 38 + 36 + blank = 83 read as written: 9 short, and only the blank is one digit from it
+    surer = [reading(text, sure=0.9999) for text in ("38", "36", "83")]
+    cells = [surer[0], surer[1], blank, surer[2]]
+    assert mismatch_suspects(cells) == {0, 1, 3}
+    assert mismatch_suspects(cells, implied=[47, 45, 9, 74]) == {0, 1, 3}
+
+
+def test_the_sum_rule_flags_the_cell_the_difference_points_at():
+    """End to end: 38 + 36 + 9 = 83 read "38 + 36 + 4 = 83", no alternative of the "4" adds
+    up; only the "4" is flagged, and the same holds for the header rule's minus signs."""
+    sure_38, sure_36, sure_83 = (reading(text, sure=0.9995) for text in ("38", "36", "83"))
+    doubtful_4 = reading("4", sure=0.9)
+    result = apply_sum_rule([sure_38, sure_36, doubtful_4], sure_83, sure_83)
+    assert result.flags == {Flag.SUM_MISMATCH}
+    flagged = [i for i, r in enumerate(result.readings) if Flag.SUM_MISMATCH in r.flags]
+    assert flagged == [2]
+    # votantes 263 - sobres 257 = diferencia 6, read "263 - 251 = 6": only 251 -> 257 is one
+    # digit away (263 -> 257 and 6 -> 12 are not)
+    votantes, diferencia = reading("263", sure=0.9995), reading("6", sure=0.9995)
+    header = apply_header_rule(votantes, reading("251", sure=0.9), diferencia)
+    assert [Flag.HEADER_MISMATCH in r.flags for r in header.readings] == [False, True, False]
 
 
 def test_sum_rule_refuses_an_improbable_correction():
