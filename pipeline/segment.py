@@ -715,8 +715,12 @@ def _cut_ink_log_prior(
 
 def _holes(ink: np.ndarray) -> np.ndarray:
     """(h, w) bool: background enclosed by ink (loops), ignoring pockets smaller than
-    (0.15 h)^2 that touching strokes leave."""
-    background = np.pad(ink <= 0, 1, constant_values=True).astype(np.uint8)
+    (0.15 h)^2 that touching strokes leave. A loop left open by a gap narrower than
+    HOLE_GAP x h (a 0 whose ends do not quite meet) counts as closed."""
+    size = max(3, round(HOLE_GAP * ink.shape[0]) | 1)  # closing bridges gaps below its size
+    kernel = np.ones((size, size), np.uint8)
+    closed = cv2.morphologyEx((ink > 0).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    background = np.pad(closed == 0, 1, constant_values=True).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=4)
     outside = labels[0, 0]
     min_area = (0.15 * ink.shape[0]) ** 2
@@ -739,6 +743,7 @@ def _stroke_width(ink: np.ndarray) -> float:
 # Cutting a stroke more than once means cutting through a digit's body (a 3, 8, 0...).
 CROSSING_PENALTY = 1.5
 HOLE_PENALTY = 3.0
+HOLE_GAP = 0.3
 SPLIT_PENALTY = 1.0
 MAX_OPTIONS = 6
 OPTION_MARGIN = 5.0  # nats of geometric log prior below the best option

@@ -451,3 +451,20 @@ def test_crossed_sevens_fours_and_plain_numbers_keep_all_their_digits():
     # touching digits: no piece is dropped as crossed out (find_strike, the whole-number
     # strike, may still take a long joint for a strike: it keeps the digits)
     assert not any(segment_cell(cell).dropped for cell in touching)
+
+
+def _open_wide_zero(gap_degrees: float) -> np.ndarray:
+    """A cell with a wide, slanted 0 whose ends do not meet at the top right, drawn as an
+    elliptic arc (dark ink on white paper, 3 px pen)."""
+    cell = np.full((44, 120), 255, np.uint8)
+    start = -60 + gap_degrees / 2
+    cv2.ellipse(cell, (60, 22), (17, 10), -25, start, start + 360 - gap_degrees, 30, 3)
+    return cell
+
+
+@pytest.mark.parametrize("gap_degrees", [0, 40])
+def test_a_wide_zero_is_not_cut_through_its_loop_even_when_left_open(gap_degrees):
+    """Wide enough to pass for two digits, but every cut runs through its loop, which a gap
+    of a few pixels between its ends does not open: the best guess is one digit."""
+    (piece,) = segment_cell(_open_wide_zero(gap_degrees)).pieces
+    assert len(piece.options[0]) == 1
