@@ -66,6 +66,7 @@ from pipeline.register import Registration, register_page, warp_page
 from pipeline.segment import (
     CellSegmentation,
     DigitCrop,
+    Piece,
     choose_splits,
     rejected,
     resplit,
@@ -481,6 +482,15 @@ def _empty_probs(num_classes: int) -> np.ndarray:
 _NOTHING_WRITTEN = CellSegmentation(pieces=(), struck_through=False, ink_fraction=0.0)
 
 
+def _one_digit_of_box(box: CellSegmentation) -> tuple[Piece, ...]:
+    """The piece of a header digit box that is its digit: the tallest. The form asks for one
+    digit per box, so a second piece is a speck or a stray mark (on grainy scans it read as
+    an extra digit: "2168" for 268)."""
+    if len(box.pieces) <= 1:
+        return box.pieces
+    return (max(box.pieces, key=lambda piece: piece.box[3] - piece.box[1]),)
+
+
 def decode_fields(
     crops: Sequence[CellCrop],
     segmentations: dict[str, CellSegmentation | None],
@@ -509,7 +519,7 @@ def decode_fields(
         readings[name] = decode_cell(segmentation, batch.probs_of, calibration=calibration)
     for field_name, boxes in header_boxes.items():
         joined = CellSegmentation(
-            pieces=tuple(piece for box in boxes for piece in box.pieces),
+            pieces=tuple(piece for box in boxes for piece in _one_digit_of_box(box)),
             struck_through=any(box.struck_through for box in boxes),
             ink_fraction=max(box.ink_fraction for box in boxes),
         )

@@ -15,8 +15,10 @@ import pytest
 from pipeline.decode import REVIEW_FLAGS
 from pipeline.errors import UnreadableScan
 from pipeline.forms import load_template
-from pipeline.read import image_size, load_scan, read_telegrams
+from pipeline.read import _one_digit_of_box, image_size, load_scan, read_telegrams
+from pipeline.segment import segment_cell
 from tests.conftest import SAMPLE_TELEGRAM
+from tests.pipeline.mnist_cells import compose, digit
 from tests.pipeline.reading_fixtures import classifier, telegram, template, written_value
 
 REVIEW = {str(flag) for flag in REVIEW_FLAGS}
@@ -245,3 +247,15 @@ def test_real_sample_every_cell_is_read_exactly_or_flagged():
     for name, expected in {"votantes": 257, "sobres": 257, "diferencia": 0}.items():
         header = reading.header[name]
         assert header.value == expected or set(header.flags) & REVIEW or header.value is None
+
+
+def test_a_header_digit_box_gives_one_digit_its_tallest_piece():
+    """The 2023 form asks for one digit per header box: a mark beside the digit (a speck the
+    size of a short stroke) is not a second digit."""
+    box, _ = compose([digit(2)], gaps=[], height=44)
+    box = np.pad(box, ((0, 0), (0, 20)), constant_values=255)
+    cv2.line(box, (box.shape[1] - 10, 18), (box.shape[1] - 10, 28), 0, 3)  # the mark
+    segmentation = segment_cell(box)
+    assert len(segmentation.pieces) == 2
+    (kept,) = _one_digit_of_box(segmentation)
+    assert kept == segmentation.pieces[0]  # the 2, taller than the mark
