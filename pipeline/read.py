@@ -482,7 +482,7 @@ def _empty_probs(num_classes: int) -> np.ndarray:
 _NOTHING_WRITTEN = CellSegmentation(pieces=(), struck_through=False, ink_fraction=0.0)
 
 
-def _one_digit_of_box(box: CellSegmentation) -> tuple[Piece, ...]:
+def one_digit_of_box(box: CellSegmentation) -> tuple[Piece, ...]:
     """The piece of a header digit box that is its digit: the tallest. The form asks for one
     digit per box, so a second piece is a speck or a stray mark (on grainy scans it read as
     an extra digit: "2168" for 268)."""
@@ -519,7 +519,7 @@ def decode_fields(
         readings[name] = decode_cell(segmentation, batch.probs_of, calibration=calibration)
     for field_name, boxes in header_boxes.items():
         joined = CellSegmentation(
-            pieces=tuple(piece for box in boxes for piece in _one_digit_of_box(box)),
+            pieces=tuple(piece for box in boxes for piece in one_digit_of_box(box)),
             struck_through=any(box.struck_through for box in boxes),
             ink_fraction=max(box.ink_fraction for box in boxes),
         )

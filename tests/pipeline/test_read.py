@@ -15,7 +15,7 @@ import pytest
 from pipeline.decode import REVIEW_FLAGS
 from pipeline.errors import UnreadableScan
 from pipeline.forms import load_template
-from pipeline.read import _one_digit_of_box, image_size, load_scan, read_telegrams
+from pipeline.read import image_size, load_scan, one_digit_of_box, read_telegrams
 from pipeline.segment import segment_cell
 from tests.conftest import SAMPLE_TELEGRAM
 from tests.pipeline.mnist_cells import compose, digit
@@ -257,5 +257,5 @@ def test_a_header_digit_box_gives_one_digit_its_tallest_piece():
     cv2.line(box, (box.shape[1] - 10, 18), (box.shape[1] - 10, 28), 0, 3)  # the mark
     segmentation = segment_cell(box)
     assert len(segmentation.pieces) == 2
-    (kept,) = _one_digit_of_box(segmentation)
+    (kept,) = one_digit_of_box(segmentation)
     assert kept == segmentation.pieces[0]  # the 2, taller than the mark
