@@ -600,7 +600,9 @@ def assemble_reading(
         reading = readings[f"header:{name}"]
         header[name] = HeaderValue(reading.value, float(reading.confidence), _flags(reading))
     cells = []
-    for spec in template.value_cells():
+    specs = template.value_cells()
+    boxes = page.registration.boxes_to_scan([spec.box for spec in specs])
+    for spec, box in zip(specs, boxes, strict=True):
         row, column = spec.row, spec.column
         reading = readings[f"{row.key}|{column.cargo_id}"]
         positive = row.votos_tipo == "POSITIVO"
@@ -621,7 +623,7 @@ def assemble_reading(
                 digits=reading.text if reading.text is not None else "",
                 digit_confidences=[float(p) for p in probs.max(axis=1)] if len(probs) else [],
                 digit_probs=probs,
-                box=page.registration.box_to_scan(spec.box),
+                box=box,
             )
         )
     return TelegramReading(

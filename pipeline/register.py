@@ -32,6 +32,7 @@ silent garbage registration.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -80,17 +81,22 @@ class Registration:
     def box_to_scan(self, box: Box) -> tuple[int, int, int, int]:
         """A template box -> the (x0, y0, x1, y1) integer bounding box of its image on the scan,
         clipped to the scan."""
-        corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
-        xy = self.to_scan(corners)
+        return self.boxes_to_scan([box])[0]
+
+    def boxes_to_scan(self, boxes: Sequence[Box]) -> list[tuple[int, int, int, int]]:
+        """``box_to_scan`` for many boxes with one homography product (a telegram's cells)."""
+        corners = np.array(
+            [[[b.x0, b.y0], [b.x1, b.y0], [b.x1, b.y1], [b.x0, b.y1]] for b in boxes], np.float64
+        ).reshape(-1, 2)
+        xy = self.to_scan(corners).reshape(-1, 4, 2)
         height, width = self.scan_shape
-        x0, y0 = np.floor(xy.min(axis=0))
-        x1, y1 = np.ceil(xy.max(axis=0))
-        return (
-            int(np.clip(x0, 0, width)),
-            int(np.clip(y0, 0, height)),
-            int(np.clip(x1, 0, width)),
-            int(np.clip(y1, 0, height)),
-        )
+        low = np.floor(xy.min(axis=1))
+        high = np.ceil(xy.max(axis=1))
+        x0 = np.clip(low[:, 0], 0, width).astype(int).tolist()
+        y0 = np.clip(low[:, 1], 0, height).astype(int).tolist()
+        x1 = np.clip(high[:, 0], 0, width).astype(int).tolist()
+        y1 = np.clip(high[:, 1], 0, height).astype(int).tolist()
+        return list(zip(x0, y0, x1, y1, strict=True))
 
 
 def apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
