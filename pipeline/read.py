@@ -71,6 +71,7 @@ from pipeline.segment import (
     rejected,
     resplit,
     segment_cell,
+    sure_whole,
 )
 
 HEADER_FIELDS = ("votantes", "sobres", "diferencia")
@@ -424,7 +425,7 @@ def classify_segmentations(
     resplit_all = []
     for segmentation in segmentations:
         pieces = tuple(
-            resplit(piece) if rejected(piece, batch.probs_of) else piece
+            resplit(piece) if rejected(piece, batch.probs_of) else sure_whole(piece, batch.probs_of)
             for piece in segmentation.pieces
         )
         if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):

@@ -854,6 +854,28 @@ def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
     return all(any(_not_a_digit(probs_of(crop)) for crop in option) for option in piece.options)
 
 
+# A piece the classifier reads whole as one digit at least this surely is not cut.
+SURE_WHOLE = 0.99
+
+
+def sure_whole(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Piece:
+    """``piece`` with its whole option alone when the classifier reads the whole as one digit
+    (classes 0-9) with probability >= SURE_WHOLE; else ``piece`` unchanged.
+
+    The cut options' geometric priors are fitted to MNIST's shapes, and a digit wider than
+    those lost to them however surely it read: a wide 0 read "0" at 1.00 was cut into "6"
+    "7" (0.76, 0.67) because a 1.7-wide single digit costs 5.7 nats of shape prior. Read
+    surely whole, no cut is weighed against it. On 100 telegrams (seed 5), cells read with
+    too many digits fell from 39 to 26 (MNIST digits) and from 35 to 25 (USPS).
+    """
+    if len(piece.options) < 2:
+        return piece
+    for prior, option in zip(piece.log_priors, piece.options, strict=True):
+        if len(option) == 1 and float(probs_of(option[0])[:10].max()) >= SURE_WHOLE:
+            return replace(piece, options=(option,), log_priors=(prior,))
+    return piece
+
+
 def resplit(piece: Piece) -> Piece:
     """``piece`` read whole (its one-part options, as before) or cut as
     ``split_options(force=True)`` finds for its ink, in place of the earlier cuts."""
