@@ -306,6 +306,27 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
         assert [c.box[0] for c in option] == sorted(c.box[0] for c in option)
 
 
+def test_a_piece_read_surely_whole_as_one_digit_is_not_cut():
+    """``sure_whole`` keeps only the whole option when the classifier reads it as one digit
+    at SURE_WHOLE or more; a doubtful whole, or one read as "not a digit", keeps its cuts."""
+    from pipeline.segment import SURE_WHOLE, sure_whole
+
+    cell, _ = compose([digit(4, 0), digit(2, 0)], gaps=[-2])
+    (piece,) = segment_cell(cell).pieces
+    assert len(piece.options) > 1
+    (whole,) = next(option for option in piece.options if len(option) == 1)
+
+    def reads(whole_probs):
+        return lambda crop: whole_probs if crop is whole else np.eye(11)[4]
+
+    sure = np.eye(11)[0] * SURE_WHOLE + np.eye(11)[6] * (1 - SURE_WHOLE)
+    kept = sure_whole(piece, reads(sure))
+    assert kept.options == ((whole,),) and not kept.ambiguous
+    doubtful = np.eye(11)[0] * 0.9 + np.eye(11)[6] * 0.1
+    assert sure_whole(piece, reads(doubtful)) is piece
+    assert sure_whole(piece, reads(np.eye(11)[10])) is piece  # "not a digit" is no digit
+
+
 def test_a_digit_keeps_the_faint_edge_of_its_strokes_but_not_its_neighbours():
     """MNIST strokes fade out over 1-2 px; the mask keeps only the dark core. The crop the
     classifier sees keeps that faint edge (as MNIST has it); its box stays the strokes'."""
@@ -468,3 +489,19 @@ def test_a_wide_zero_is_not_cut_through_its_loop_even_when_left_open(gap_degrees
     of a few pixels between its ends does not open: the best guess is one digit."""
     (piece,) = segment_cell(_open_wide_zero(gap_degrees)).pieces
     assert len(piece.options[0]) == 1
+
+
+@pytest.mark.parametrize("axes, pen, angle", [((16, 8), 6, -15), ((18, 9), 7, -25)])
+def test_a_flat_thick_zero_read_surely_whole_is_not_cut_into_six_seven(
+    classifier, axes, pen, angle
+):
+    """A 0 written flat with a thick pen is 1.7-2 times as wide as tall, wider than MNIST's
+    single digits, so its shape prior favours two digits ("6" "7"); the classifier reads it
+    whole as a 0 surely enough that it stays one digit."""
+    from pipeline.read import classify_segmentations
+
+    cell = np.full((44, 120), 255, np.uint8)
+    cv2.ellipse(cell, (60, 22), axes, angle, 0, 360, 30, pen)
+    (chosen,), batch = classify_segmentations([segment_cell(cell)], classifier)
+    (piece,) = chosen.pieces
+    assert [int(np.argmax(batch.probs_of(crop))) for crop in piece.options[0]] == [0]
