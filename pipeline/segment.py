@@ -848,10 +848,14 @@ def _not_a_digit(probs: np.ndarray) -> bool:
 
 
 def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
-    """True when every way ``piece`` was cut (the whole included) holds a part the classifier
-    reads as "not a digit": touching digits the geometric guess did not cut where they
-    touch, worth ``resplit``."""
-    return all(any(_not_a_digit(probs_of(crop)) for crop in option) for option in piece.options)
+    """True when the way ``piece`` would be read, its best option as ``choose_splits`` scores
+    them (``option_scores``), holds a part the classifier reads as "not a digit": touching
+    digits the geometric guess did not cut where they touch, worth ``resplit``. Such a part
+    would be dropped from the number as a speck is: "107" read "7" when the touching "10"
+    was one part that is no digit, though the whole read as some digit."""
+    scores = option_scores(piece, lambda crop: float(digit_score(probs_of(crop)[None])[0]))
+    best = piece.options[int(np.argmax(scores))]
+    return any(_not_a_digit(probs_of(crop)) for crop in best)
 
 
 # A piece the classifier reads whole as one digit at least this surely is not cut.
@@ -1219,6 +1223,15 @@ def digit_score(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probs[:, :10].max(axis=1), 1e-9, 1.0))
 
 
+def option_scores(piece: Piece, score_of: Callable[[DigitCrop], float]) -> list[float]:
+    """Each option's score (``choose_splits``): its digits' ``score_of`` (``digit_score`` of
+    their probabilities) summed, plus its geometric log prior."""
+    return [
+        float(sum(score_of(crop) for crop in option)) + prior
+        for option, prior in zip(piece.options, piece.log_priors, strict=True)
+    ]
+
+
 def choose_splits(
     segmentations: Sequence[CellSegmentation],
     classify: Classify | None = None,
@@ -1274,11 +1287,8 @@ def choose_splits(
             if not piece.ambiguous:
                 pieces.append(piece)
                 continue
-            option_scores = [
-                float(sum(scores[unique[id(crop)]] for crop in option)) + prior
-                for option, prior in zip(piece.options, piece.log_priors, strict=True)
-            ]
-            weights = np.exp(np.array(option_scores) - max(option_scores))
+            scored = option_scores(piece, lambda crop: scores[unique[id(crop)]])
+            weights = np.exp(np.array(scored) - max(scored))
             weights /= weights.sum()
             order = [
                 i for i in np.argsort(-weights, kind="stable") if weights[i] >= MIN_OPTION_WEIGHT

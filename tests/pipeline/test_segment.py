@@ -276,9 +276,10 @@ def test_a_piece_rejected_whole_is_cut_even_when_narrow():
     assert not rejected(narrow_piece, lambda crop: np.eye(11)[3])
 
 
-def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
-    """``rejected`` asks for new cuts when each option (the whole and every split) has a
-    part the classifier calls "not a digit"; one option made only of digits is enough."""
+def test_a_piece_is_rejected_when_its_best_reading_holds_a_non_digit():
+    """``rejected`` asks for new cuts when the option the piece would be read by (the best
+    score, as ``choose_splits`` scores them) has a part the classifier calls "not a digit";
+    an option made only of digits that reads best is enough to keep the cuts."""
     from pipeline.segment import rejected, resplit
 
     cell, _ = compose([digit(4, 0), digit(2, 0)], gaps=[-2])
@@ -288,13 +289,26 @@ def test_a_piece_is_rejected_only_when_every_cut_holds_a_non_digit():
     whole = next(option[0] for option in piece.options if len(option) == 1)
     not_a_digit, four = np.array([0.0] * 10 + [0.9]), np.eye(11)[4]
 
-    def reads(rejected_crops):
-        return lambda crop: not_a_digit if any(crop is c for c in rejected_crops) else four
+    def reads(rejected_crops, others=four):
+        return lambda crop: not_a_digit if any(crop is c for c in rejected_crops) else others
 
     every_right_part = [option[1] for option in splits]
     assert rejected(piece, reads([whole, *every_right_part]))
     assert not rejected(piece, reads([whole]))  # the splits read as digits
     assert not rejected(piece, reads(every_right_part))  # the whole reads as a digit
+
+    # Equal priors: a split whose right part is barely "not a digit" (0.51 against a 4 at
+    # 0.49) reads better than a whole no digit of which passes 0.1, and it is rejected.
+    even = replace(piece, log_priors=(0.0,) * len(piece.options))
+    barely = np.array([0.0] * 4 + [0.49] + [0.0] * 5 + [0.51])
+    unsure = np.array([0.099] * 10 + [0.01])
+
+    def mixed(crop):
+        if crop is whole:
+            return unsure
+        return barely if any(crop is c for c in every_right_part) else four
+
+    assert rejected(even, mixed)
 
     # Cuts made again keep the whole and replace the earlier splits by the forced ones.
     only_splits = replace(piece, options=tuple(splits), log_priors=(0.0,) * len(splits))
