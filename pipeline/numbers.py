@@ -192,17 +192,20 @@ def read_numbers(
     """Segment and read number images (each (H, W) uint8, dark ink on light).
 
     The telegram pipeline's own stage 4 (``pipeline.read.classify_segmentations``): every
-    candidate digit crop of all images reframed once and classified in one batch (plus a
-    small one for the pieces cut again, ``pipeline.segment.rejected``); ``decode_cell`` then
-    works from those probabilities. calibration: None = the fitted one of this classifier
-    (``calibration_for``); confidence_threshold: the LOW_CONFIDENCE threshold (default
+    candidate digit crop of all images reframed once and classified in batches for all of
+    them (pieces whole first, then the cuts of those not read surely whole, then the pieces
+    cut again); ``decode_cell`` then works from those probabilities.
+    calibration: None = the fitted one of this classifier (``calibration_for``);
+    confidence_threshold: the LOW_CONFIDENCE threshold (default
     ``pipeline.decode.LOW_CONFIDENCE``).
     """
     from pipeline.read import classify_segmentations
 
     if calibration is None:
         calibration = calibration_for(classifier)
-    chosen, batch = classify_segmentations([segment_cell(image) for image in images], classifier)
+    chosen, batch = classify_segmentations(
+        [segment_cell(image, whole_first=True) for image in images], classifier
+    )
     options = {} if confidence_threshold is None else {"low_confidence": confidence_threshold}
     results = []
     for segmentation in chosen:

@@ -6,7 +6,8 @@ Public entry points (the worker and ``escrutinio read`` call these):
   and the image header's dimensions BEFORE decoding (PNG, JPEG, TIFF), then decodes to grey;
 - :func:`read_telegrams` ``(images, template, classifier, scan_names=None,
   expected_mesa_codes=None) -> list[TelegramReading]``: every page through the stages below;
-  ONE batched ``classifier.predict_proba`` call for every digit of every page; a page that
+  the digits of every page are classified together, in at most three batched
+  ``classifier.predict_proba`` calls however many pages there are (stage 4); a page that
   cannot be read gets a ``TelegramReading`` with ``error`` set and the others go on;
 - :class:`TelegramReading`, :class:`CellReading`, :class:`HeaderValue` and
   :meth:`TelegramReading.to_json` (the JSON line of ``escrutinio read --json``).
@@ -19,9 +20,10 @@ Stages, per page (each returns a typed result):
 3. ``segment_fields``: ``pipeline.segment.segment_cell`` on every written crop, told where
    the cell's own ruled lines run in the crop (``CellCrop.cell_box``);
 then for all pages together:
-4. ``classify_digits``: every candidate digit (every split option of every piece) reframed
-   (``pipeline.reframe.reframe_digit``) and classified in one batch; ``choose_splits`` picks
-   the split options from those probabilities;
+4. ``classify_digits``: every candidate digit reframed (``pipeline.reframe.reframe_digit``)
+   and classified in batches for the whole chunk (``classify_segmentations``: pieces whole
+   first, then the cuts of those not read surely whole); ``choose_splits`` picks the split
+   options from those probabilities;
 5. ``decode_fields``: ``pipeline.decode.decode_cell`` per cell / header value: every split
    option of every piece weighted by its cut probability (alternatives with another cut are
    kept for the sum rule), confidence calibrated for the classifier's weights
@@ -68,6 +70,7 @@ from pipeline.segment import (
     DigitCrop,
     Piece,
     choose_splits,
+    cut_unless_sure,
     rejected,
     resplit,
     segment_cell,
@@ -352,7 +355,9 @@ def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation | No
     for crop in crops:
         if crop.kind == CellKind.WRITTEN:
             try:
-                out[crop.spot.name] = segment_cell(crop.image, lines=crop.cell_box)
+                out[crop.spot.name] = segment_cell(
+                    crop.image, lines=crop.cell_box, whole_first=True
+                )
             except Exception:  # noqa: BLE001 - any failure on one cell is that cell's problem
                 out[crop.spot.name] = None
     return out
@@ -405,12 +410,15 @@ class _BatchedDigits:
 def classify_segmentations(
     segmentations: Sequence[CellSegmentation], classifier: Classifier
 ) -> tuple[list[CellSegmentation], _BatchedDigits]:
-    """Stage 4 for any number of cells at once: one batched classification of every
-    candidate digit (every split option of every piece); a second, small one for the split
-    options of the pieces whose every cut holds a part the classifier calls "not a digit"
-    (``pipeline.segment.rejected``: touching digits the geometric guess did not cut); then
-    ``choose_splits`` picks each ambiguous piece's split. Returns the segmentations (in
-    order) with the chosen split as option 0, and the batch (for the probabilities)."""
+    """Stage 4 for any number of cells at once, in up to three batched classifications:
+    every candidate digit there is (each piece whole, and the cuts of the pieces too wide
+    for one digit); then the cuts of the pieces not read surely whole (``pipeline.segment.
+    cut_unless_sure``); then new cuts for the pieces whose best reading holds a part the
+    classifier calls "not a digit" (``rejected``, ``resplit``: touching digits the
+    geometric guess did not cut). A piece read surely whole keeps its whole option alone
+    (``sure_whole``). ``choose_splits`` then picks each ambiguous piece's split. Returns the
+    segmentations (in order) with the chosen split as option 0, and the batch (for the
+    probabilities)."""
     batch = _BatchedDigits()
 
     def add_all(segmentation: CellSegmentation) -> None:
@@ -421,6 +429,15 @@ def classify_segmentations(
 
     for segmentation in segmentations:
         add_all(segmentation)
+    batch.classify_all(classifier)
+    cut_all = []
+    for segmentation in segmentations:
+        pieces = tuple(cut_unless_sure(piece, batch.probs_of) for piece in segmentation.pieces)
+        if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
+            segmentation = replace(segmentation, pieces=pieces)
+            add_all(segmentation)
+        cut_all.append(segmentation)
+    segmentations = cut_all
     batch.classify_all(classifier)
     resplit_all = []
     for segmentation in segmentations:
@@ -671,7 +688,8 @@ def read_telegrams(
     scan_names: what to report as each reading's ``scan`` (default "0", "1", ...).
     expected_mesa_codes: the mesa each scan is registered as (becomes ``mesa_id``).
     A page that fails (bad scan, wrong form, upside down, ...) gets ``error`` set; the rest
-    of the chunk is read. Exactly one ``classifier.predict_proba`` call for the whole chunk.
+    of the chunk is read. At most three ``classifier.predict_proba`` calls for the whole
+    chunk (``classify_segmentations``).
     details: when a list is given, one ``PageDetails`` (or None for a failed page) per image
     is appended to it: the intermediate results, for debug views.
     """

@@ -92,6 +92,9 @@ class Piece:
     # Two pieces offered as one (``_halves_or_whole``): only a classifier that can answer "not
     # a digit" may read them whole (``choose_splits`` keeps them apart otherwise).
     joined: bool = field(default=False, compare=False, repr=False)
+    # Offered whole, its cuts not made yet (``split_options(whole_first=True)``): they are made
+    # by ``cut_unless_sure`` once the classifier has read the whole.
+    uncut: bool = field(default=False, compare=False, repr=False)
 
     @property
     def ambiguous(self) -> bool:
@@ -757,6 +760,7 @@ def split_options(
     origin: tuple[int, int],
     force: bool = False,
     edge: Edge | None = None,
+    whole_first: bool = False,
 ) -> Piece:
     """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
 
@@ -770,6 +774,11 @@ def split_options(
     force: the classifier rejected every earlier cut ("not a digit", see ``resplit``), so
     it is cut even when narrow, and the digit count is not judged by the piece's width
     (touching digits written close and slanted are much narrower than MNIST's side by side).
+    whole_first: a piece that may be cut but is not too wide for one digit (its whole stays
+    within OPTION_MARGIN of any cut's count prior) is returned whole and ``uncut``: its cuts
+    are made by ``cut_unless_sure`` only if the classifier does not read the whole surely as
+    one digit (most pieces are one digit read surely; their cuts were a third of the
+    segmentation's time and a third of the crops classified).
     """
     height, width = piece_ink.shape
     whole_box = _ink_box(piece_ink)
@@ -784,7 +793,20 @@ def split_options(
         (count_prior(1) + _shape_log_prior([whole.box], height), (whole,))
     ]
     best_split = max(count_prior(n) for n in range(2, MAX_SPLIT + 1))
-    if (force or aspect >= 0.5) and best_split >= scored[0][0] - OPTION_MARGIN:
+    may_cut = (force or aspect >= 0.5) and best_split >= scored[0][0] - OPTION_MARGIN
+    if may_cut and whole_first and not force and scored[0][0] >= best_split - OPTION_MARGIN:
+        crop = _crop_from_ink(piece_ink, origin, edge)
+        assert crop is not None  # a piece has ink by construction
+        return Piece(
+            options=((crop,),),
+            log_priors=(scored[0][0],),
+            box=_offset(whole_box, origin),
+            ink=piece_ink,
+            edge=edge,
+            origin=origin,
+            uncut=True,
+        )
+    if may_cut:
         paths = _seams(piece_ink, 5)
         stroke = _stroke_width(piece_ink)
         holes = _holes(piece_ink)
@@ -831,15 +853,20 @@ def split_options(
             crops[id(part)] = crop
         return crops[id(part)]
 
-    x0, y0, x1, y1 = whole.box
     return Piece(
         options=tuple(tuple(crop_of(p) for p in option) for _, option in kept),
         log_priors=tuple(prior for prior, _ in kept),
-        box=(origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1),
+        box=_offset(whole.box, origin),
         ink=piece_ink,
         edge=edge,
         origin=origin,
     )
+
+
+def _offset(box: Box, origin: tuple[int, int]) -> Box:
+    """``box`` in a piece's coordinates -> in the cell's (origin: the piece's (x, y))."""
+    x0, y0, x1, y1 = box
+    return origin[0] + x0, origin[1] + y0, origin[0] + x1, origin[1] + y1
 
 
 def _not_a_digit(probs: np.ndarray) -> bool:
@@ -878,6 +905,19 @@ def sure_whole(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Pie
         if len(option) == 1 and float(probs_of(option[0])[:10].max()) >= SURE_WHOLE:
             return replace(piece, options=(option,), log_priors=(prior,))
     return piece
+
+
+def cut_unless_sure(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Piece:
+    """An ``uncut`` piece (``split_options(whole_first=True)``) read whole surely as one
+    digit (SURE_WHOLE) stays whole; otherwise its cuts are made now, as ``split_options``
+    makes them for any piece. Any other piece is returned as it is."""
+    if not piece.uncut:
+        return piece
+    ((whole,),) = piece.options
+    if float(probs_of(whole)[:10].max()) >= SURE_WHOLE:
+        return replace(piece, uncut=False)
+    assert piece.ink is not None  # whole_first pieces keep their ink
+    return split_options(piece.ink, piece.origin, edge=piece.edge)
 
 
 def resplit(piece: Piece) -> Piece:
@@ -1057,13 +1097,18 @@ def _struck_out_groups(groups: Sequence[_Group], labels: np.ndarray) -> set[int]
 # --------------------------------------------------------------------------- main entry
 
 
-def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation:
+def segment_cell(
+    cell: np.ndarray, lines: Box | None = None, whole_first: bool = False
+) -> CellSegmentation:
     """Split one cell (H, W) into digit pieces, left to right. See the module docstring.
 
     cell: (H, W) uint8 grey, dark ink on light paper (either polarity accepted), or bool
     (True = ink), ruled lines already removed (remnants along the edges are dropped here).
     lines: where the cell's ruled lines run in the crop, (x_left, y_top, x_right, y_bottom) in
     crop pixels, when the crop has a margin around the cell (see ``strip_edge_lines``).
+    whole_first: pieces that may hold one digit or several are offered whole, their cuts
+    left to ``cut_unless_sure`` (see ``split_options``); the pipeline's way, through
+    ``pipeline.read.classify_segmentations``. False: every piece's cuts are made now.
     """
     ink, mask = _ink_and_mask(cell)
     stroke_mask = mask
@@ -1114,7 +1159,7 @@ def segment_cell(cell: np.ndarray, lines: Box | None = None) -> CellSegmentation
             index += 2
             continue
         strokes, origin, edge = _piece_ink(ink, stroke_mask, labels, group)
-        pieces.append(split_options(strokes, origin, edge=edge))
+        pieces.append(split_options(strokes, origin, edge=edge, whole_first=whole_first))
         index += 1
     dropped = tuple((g.x0, g.y0, g.x1, g.y1) for g in remnants + specks)
     return CellSegmentation(

@@ -341,6 +341,29 @@ def test_a_piece_read_surely_whole_as_one_digit_is_not_cut():
     assert sure_whole(piece, reads(np.eye(11)[10])) is piece  # "not a digit" is no digit
 
 
+def test_a_piece_offered_whole_first_is_cut_only_when_not_read_surely_whole():
+    """``whole_first``: a touching pair is offered whole, its cuts not made yet; read surely
+    whole it stays so, read in doubt it gets the very cuts ``segment_cell`` makes at once."""
+    from pipeline.segment import SURE_WHOLE, cut_unless_sure
+
+    cell, _ = compose([digit(4, 0), digit(2, 0)], gaps=[-2])
+    (eager,) = segment_cell(cell).pieces
+    (lazy,) = segment_cell(cell, whole_first=True).pieces
+    assert lazy.uncut and len(lazy.options) == 1 and lazy.box == eager.box
+    sure = np.eye(11)[0] * SURE_WHOLE + np.eye(11)[6] * (1 - SURE_WHOLE)
+    kept = cut_unless_sure(lazy, lambda crop: sure)
+    assert not kept.uncut and kept.options == lazy.options
+
+    cut = cut_unless_sure(lazy, lambda crop: np.full(11, 1 / 11))
+    assert not cut.uncut and cut.log_priors == eager.log_priors
+    assert [[c.box for c in option] for option in cut.options] == [
+        [c.box for c in option] for option in eager.options
+    ]
+    narrow, _ = compose([digit(1, 0)], gaps=[])
+    (one,) = segment_cell(narrow, whole_first=True).pieces
+    assert not one.uncut, "a piece too narrow for two digits has no cuts to make"
+
+
 def test_a_digit_keeps_the_faint_edge_of_its_strokes_but_not_its_neighbours():
     """MNIST strokes fade out over 1-2 px; the mask keeps only the dark core. The crop the
     classifier sees keeps that faint edge (as MNIST has it); its box stays the strokes'."""
