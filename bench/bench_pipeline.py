@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/bench_pipeline.py [--count 300] [--seed 1]
-        [--settings mnist-typical,usps-typical,mnist-hard] [--real] [--speed 64]
+        [--settings mnist-typical,usps-typical,mnist-hard] [--real] [--speed 96]
         [--model default] [--chunk 16] [--json]
 
 For each setting, ``--count`` synthetic ``arg-2023-general`` telegrams are written with
@@ -22,7 +22,8 @@ does (``load_scan`` + ``read_telegrams`` in chunks of ``--chunk``), and compared
 compares with its .results.csv (every column totals 257; header 257 / 257 / 0).
 ``--speed N`` times ``read`` (image file in, TelegramReading out) on N typical telegrams with 1
 process and with 2 processes (each its own model, 1 TF thread), and prints where the time
-goes (cProfile of the 1-process run, by pipeline stage).
+goes (cProfile of the 1-process run, by pipeline stage). N must be a multiple of 2 x
+``--chunk`` so that both processes get the same number of full chunks.
 """
 
 from __future__ import annotations
@@ -317,6 +318,10 @@ def main() -> int:
         print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
     if args.real:
         results["real-2019-sample"] = score_real(args.model)
+    if args.speed % (2 * args.chunk):
+        # Two processes finish together only on an even number of full chunks: 3 chunks of
+        # 16 kept one process idle for a third of the run (9 telegrams/s where 12 was true).
+        parser.error(f"--speed must be a multiple of 2 x --chunk ({2 * args.chunk})")
     if args.speed:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_speed_") as tmp:
             make_dataset(
