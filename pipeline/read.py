@@ -562,17 +562,22 @@ def apply_rules(
 
     A blank TOTAL cell is not a written 0: the column is checked against sobres alone and the
     cell stays blank. Columns whose total and sobres are both unreadable are left as read.
+    When not one column adds up to sobres, sobres gets SUM_MISMATCH, and so does votantes if
+    the header rule held as read (they were then misread alike).
     """
     out = dict(readings)
     header = [out.get(f"header:{name}") for name in HEADER_FIELDS]
+    header_holds = False
     if all(reading is not None for reading in header):
         result = apply_header_rule(*header)
+        header_holds = Flag.HEADER_MISMATCH not in result.flags
         for name, reading in zip(HEADER_FIELDS, result.readings, strict=True):
             out[f"header:{name}"] = reading
     sobres = out.get("header:sobres")
     if sobres is not None and (sobres.value is None or _is_blank(sobres)):
         sobres = None
     total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
+    checked_sobres = confirmed_sobres = False
     for column in template.columns:
         names = [
             f"{row.key}|{column.cargo_id}"
@@ -597,6 +602,21 @@ def apply_rules(
             out[name] = reading
         if total is not None and total_name is not None:
             out[total_name] = result.total
+        if sobres is not None:
+            checked_sobres = True
+            as_checked = result.readings[-1]  # sobres is the column's last variable
+            confirmed_sobres |= (
+                Flag.SUM_MISMATCH not in result.flags and as_checked.value == sobres.value
+            )
+    if checked_sobres and not confirmed_sobres:
+        # sobres is one reading shared by every column, so it keeps its value; when not one
+        # column adds up to it, it goes to review. votantes goes with it when the header
+        # rule held as read: votantes = sobres + diferencia, so they were misread alike
+        # ("208" read "20" in both).
+        doubted = ["sobres", "votantes"] if header_holds else ["sobres"]
+        for name in doubted:
+            reading = out[f"header:{name}"]
+            out[f"header:{name}"] = replace(reading, flags=reading.flags | {Flag.SUM_MISMATCH})
     return out
 
 

@@ -259,3 +259,36 @@ def test_a_header_digit_box_gives_one_digit_its_tallest_piece():
     assert len(segmentation.pieces) == 2
     (kept,) = one_digit_of_box(segmentation)
     assert kept == segmentation.pieces[0]  # the 2, taller than the mark
+
+
+def _sure(value: int):
+    """A NumberReading of ``value`` read with certainty (one-hot digit probabilities)."""
+    from pipeline.decode import decode_number
+
+    return decode_number(np.eye(11)[[int(ch) for ch in str(value)]])
+
+
+@pytest.mark.parametrize("sobres_read, doubted", [(20, True), (208, False)])
+def test_a_sobres_no_column_adds_up_to_goes_to_review_with_votantes(sobres_read, doubted):
+    """Every column adds up to 208 and its total says 208; a sobres (and votantes) read "20",
+    consistent with each other (20 - 20 = 0), is confirmed by no column: both are flagged,
+    the value kept. Read 208, the columns confirm it and nothing is flagged."""
+    from pipeline.decode import Flag
+    from pipeline.read import apply_rules
+
+    form = template()
+    readings = {}
+    for spec in form.value_cells():
+        first_row = spec.row is form.rows[0]
+        total_row = spec.row.votos_tipo == "TOTAL"
+        readings[f"{spec.row.key}|{spec.column.cargo_id}"] = _sure(
+            208 if first_row or total_row else 0
+        )
+    readings["header:votantes"] = _sure(sobres_read)
+    readings["header:sobres"] = _sure(sobres_read)
+    readings["header:diferencia"] = _sure(0)
+    out = apply_rules(readings, form)
+    for name in ("votantes", "sobres"):
+        assert out[f"header:{name}"].value == sobres_read
+        assert (Flag.SUM_MISMATCH in out[f"header:{name}"].flags) is doubted
+    assert Flag.SUM_MISMATCH not in out["header:diferencia"].flags
