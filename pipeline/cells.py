@@ -50,7 +50,8 @@ PEAK_SIGMAS = 6.0
 STROKE_INK = 200  # a normalised stroke's strong pixels (a pressed ballpoint)
 MAX_GAIN = 5.0
 PRINT_GREY_PEAK = 110  # a piece paler than this and wide ...
-PRINT_MIN_WIDTH_MM = 14.0  # ... at least this wide (more than a written number) is printing
+PRINT_MIN_WIDTH_MM = 14.0  # ... at least this wide (more than a written number) ...
+PRINT_MIN_FILL = 0.4  # ... and filling this share of its box is printing (text, a fill's edge)
 
 PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -257,8 +258,10 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     least ``FAINT_INK``).
     Every piece reaching ``PEAK_SIGMAS`` (at least ``FAINT_PEAK``) is scaled so that its
     strongest pixels reach ``STROKE_INK`` (gain at most ``MAX_GAIN``), its 1 px rim with it;
-    weaker pieces are noise and removed, and so are pale pieces wider than any number
-    (``PRINT_MIN_WIDTH_MM``: the edge of a grey halftone fill).
+    weaker pieces are noise and removed, and so are pale, solid pieces wider than any number
+    (``PRINT_MIN_WIDTH_MM``, ``PRINT_MIN_FILL``: grey printed text, the edge of a halftone
+    fill). Not sparse ones: on a grey, grainy scan, grey digits chained to their neighbours by
+    the grain make a wide, pale piece too, and whole columns of digits were lost as printing.
     """
     # Few page-sized buffers, each reused through the steps (in place where cv2 allows it):
     # a fresh page-sized temporary costs more in page faults than the arithmetic on it.
@@ -295,7 +298,8 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     gains[0] = 0.0
     gains[area < 3] = 0.0
     wide = boxes[:, 2] >= PRINT_MIN_WIDTH_MM / 25.4 * dpi
-    gains[wide & (peaks < PRINT_GREY_PEAK)] = 0.0
+    solid = area >= PRINT_MIN_FILL * boxes[:, 2] * boxes[:, 3]
+    gains[wide & solid & (peaks < PRINT_GREY_PEAK)] = 0.0
     work.fill(0.0)  # each pixel's piece gain (0 off the pieces)
     work.ravel()[where] = gains[pixel_labels]
     cv2.dilate(work, np.ones((3, 3), np.uint8), dst=work)  # the rim goes with its stroke

@@ -136,6 +136,23 @@ def test_grey_printing_is_not_ink(form, blank):
     assert _crop_of(cut_cells(page, form, DPI), "EN BLANCO", 3).kind == CellKind.EMPTY
 
 
+def test_grey_writing_chained_into_a_piece_wider_than_a_number_is_not_printing(form, blank):
+    """A grey "1" whose foot runs into a long faint trail (on grainy scans the grain chains
+    digits and their neighbours together) makes a pale piece wider than any number, like
+    grey printed text; but it is sparse where printing is solid, so it stays ink."""
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    h = y1 - y0
+    left = round(x0 + 0.2 * (x1 - x0))
+    foot = round(y1 - 0.15 * h)
+    cv2.line(page, (left, round(y0 + 0.15 * h)), (left, foot), 160, 3)
+    cv2.line(page, (left, foot), (round(x1 - 0.1 * (x1 - x0)), foot), 160, 1)
+    crop = _crop_of(cut_cells(page, form, DPI), "133:133", 1)
+    assert crop.kind == CellKind.WRITTEN
+    column = left - crop.crop_box[0]
+    assert _ink(crop.image)[:, column - 2 : column + 3].any(axis=1).sum() >= 0.6 * h
+
+
 def test_a_light_stroke_on_a_noisy_scan_is_ink_and_the_noise_is_not(form, blank):
     """Grain of 8 grey levels and a pencil-light "1" only 40 levels darker than the paper:
     the stroke's contrast is 5 times the grain, far above it once smoothed, so it is kept."""
