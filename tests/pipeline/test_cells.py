@@ -172,6 +172,27 @@ def test_a_light_stroke_on_a_noisy_scan_is_ink_and_the_noise_is_not(form, blank)
     assert _crop_of(crops, "133:133", 8).kind == CellKind.EMPTY
 
 
+def test_a_digit_too_faint_for_a_stroke_leaves_its_empty_cell_marked(form, blank):
+    """A "1" only 20 levels darker than the paper is below the stroke threshold (FAINT_PEAK
+    28 on clean paper): the cell reads EMPTY, but marked as holding a faint mark that tall,
+    so it is not taken for a sure blank; the blank cells around it are not marked."""
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "133:133", 1)
+    centre = round((x0 + x1) / 2)
+    top, bottom = round(y0 + 0.15 * (y1 - y0)), round(y1 - 0.15 * (y1 - y0))
+    cv2.line(page, (centre, top), (centre, bottom), 235, 3)
+    crops = cut_cells(page, form, DPI)
+    faint = _crop_of(crops, "133:133", 1)
+    assert faint.kind == CellKind.EMPTY and faint.faint_mark
+    for row_key, cargo_id in (("134:134", 1), ("133:133", 8), ("NULO", 3)):
+        blank_cell = _crop_of(crops, row_key, cargo_id)
+        assert blank_cell.kind == CellKind.EMPTY and not blank_cell.faint_mark
+
+    cv2.line(page, (centre, top), (centre, bottom), 200, 3)  # 55 levels: a stroke
+    written = _crop_of(cut_cells(page, form, DPI), "133:133", 1)
+    assert written.kind == CellKind.WRITTEN and not written.faint_mark
+
+
 def test_no_usar_cells_are_marked_and_every_field_is_cut():
     form = load_template("arg-2019-paso-caba")
     page = render_form(form, DPI)
