@@ -301,6 +301,12 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.chunk < 1:
+        parser.error("--chunk must be at least 1")
+    if args.speed % (2 * args.chunk):
+        # Two processes finish together only on an even number of full chunks: 3 chunks of
+        # 16 kept one process idle for a third of the run (9 telegrams/s where 12 was true).
+        parser.error(f"--speed must be a multiple of 2 x --chunk ({2 * args.chunk})")
     results: dict = {"model": args.model, "count": args.count, "seed": args.seed}
     names = [s for s in args.settings.split(",") if s]
     for name in names:
@@ -318,10 +324,6 @@ def main() -> int:
         print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
     if args.real:
         results["real-2019-sample"] = score_real(args.model)
-    if args.speed % (2 * args.chunk):
-        # Two processes finish together only on an even number of full chunks: 3 chunks of
-        # 16 kept one process idle for a third of the run (9 telegrams/s where 12 was true).
-        parser.error(f"--speed must be a multiple of 2 x --chunk ({2 * args.chunk})")
     if args.speed:
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_speed_") as tmp:
             make_dataset(

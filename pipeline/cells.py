@@ -52,8 +52,9 @@ MAX_GAIN = 5.0
 PRINT_GREY_PEAK = 110  # a piece paler than this and wide ...
 PRINT_MIN_WIDTH_MM = 14.0  # ... at least this wide (more than a written number) ...
 PRINT_MIN_FILL = 0.4  # ... and filling this share of its box is printing (text, a fill's edge)
-FAINT_MARK_AREA = 15  # a piece too weak for a stroke but this large (pixels) is a faint mark
-FAINT_MARK_HEIGHT = 0.3  # ... and one this share of an EMPTY cell's height tall may be a digit
+FAINT_MARK_AREA = 15  # a piece too weak for a stroke but this large (px at CELL_DPI) is a faint
+FAINT_MARK_HEIGHT = 0.3  # mark, and one this share of an EMPTY cell's height tall may be a digit
+FAINT_MARK_INSET = 3  # px inside the cell's lines where a faint mark is looked for
 
 PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -530,18 +531,19 @@ def cut_cells(
 
 def faint_mark(faint: np.ndarray, crop_box: PixelBox, cell: PixelBox) -> bool:
     """Is a faint mark (``StrokePage.faint``) FAINT_MARK_HEIGHT of the cell's height tall
-    inside the cell (3 px in from its lines)? On grey, grainy scans the lightest digits
-    fall below the stroke threshold whole, and the cell reads EMPTY with full confidence:
-    of 15 such wrong EMPTY cells in 300 hard synthetic telegrams, 6 hold such a mark, which
-    only 7 of 640 right EMPTY cells do.
+    inside the cell (FAINT_MARK_INSET px in from its lines, clear of their remnants)? On
+    grey, grainy scans the lightest digits fall below the stroke threshold whole, and the
+    cell read EMPTY with full confidence: of 15 such wrong EMPTY cells in 300 hard synthetic
+    telegrams, 6 hold such a mark, which only 7 of 640 right EMPTY cells do.
 
     faint: the stroke page's faint marks; crop_box: the crop in its pixels; cell: the cell's
     box in crop pixels."""
     cx0, cy0 = crop_box[:2]
     x0, y0, x1, y1 = cell
-    inside = faint[cy0 + y0 + 3 : cy0 + y1 - 3, cx0 + x0 + 3 : cx0 + x1 - 3]
+    inset = FAINT_MARK_INSET
+    inside = faint[cy0 + y0 + inset : cy0 + y1 - inset, cx0 + x0 + inset : cx0 + x1 - inset]
     if not inside.any():
         return False
-    count, _, stats, _ = cv2.connectedComponentsWithStats(inside.view(np.uint8), connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(inside.view(np.uint8), connectivity=8)
     tall = stats[1:, cv2.CC_STAT_HEIGHT] >= FAINT_MARK_HEIGHT * (y1 - y0)
     return bool(np.any(tall & (stats[1:, cv2.CC_STAT_AREA] >= FAINT_MARK_AREA)))

@@ -218,6 +218,8 @@ def get_classifier(
 
     Unset arguments come from ESCRUTINIO_DEVICE (default "cpu"), ESCRUTINIO_INTRA_OP_THREADS
     and ESCRUTINIO_INTER_OP_THREADS (default 0 = TF's choice).
+    A side effect for the whole process: after a load, every object alive is frozen out of
+    the garbage collector's reach (``gc.freeze``), so the model's are not walked again.
     """
     if device is None:
         device = os.environ.get("ESCRUTINIO_DEVICE", "cpu").strip().lower() or "cpu"
@@ -230,6 +232,8 @@ def get_classifier(
         _CACHE[key] = DigitClassifier.load(name_or_path, device, intra_op_threads, inter_op_threads)
         # TensorFlow and Keras leave ~280,000 Python objects that live as long as the process,
         # and every full garbage collection walked them all (0.13 s each, ~15% of the CPU of
-        # reading a telegram). Frozen, the collector no longer looks at what exists now.
+        # reading a telegram). Frozen, the collector no longer looks at what exists now; the
+        # loading's own garbage is collected first so that it is not kept for good.
+        gc.collect()
         gc.freeze()
     return _CACHE[key]

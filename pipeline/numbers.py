@@ -8,8 +8,9 @@ telegram cell) and ``labels.csv`` in either layout:
 * a two-column ``file,label`` CSV (a header row ``file,label`` is optional).
 
 Labels are digit strings ("07" stays "07"). ``evaluate_numbers_dir`` reads every image through
-the telegram pipeline's own path: ``segment_cell`` -> ``classify_segmentations`` (reframing,
-one batched classification, split choice) -> ``decode_cell``.
+the telegram pipeline's own path: ``segment_cell(whole_first=True)`` ->
+``classify_segmentations`` (reframing, batched classification of all numbers together, split
+choice) -> ``decode_cell``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -364,11 +364,12 @@ def segment_fields(crops: Sequence[CellCrop]) -> dict[str, CellSegmentation | No
 
 
 class _BatchedDigits:
-    """Every candidate digit crop of a chunk reframed and classified ONCE.
+    """Every candidate digit crop of a chunk reframed and classified once.
 
     ``add`` collects crops (keyed by identity; the crops are kept alive here so an identity is
-    never reused), ``classify_all`` makes the single ``predict_proba`` call, ``probs_of``
-    gives a crop's class probabilities (what ``choose_splits`` and decoding use).
+    never reused), ``classify_all`` makes one ``predict_proba`` call for the crops added since
+    the last (``classify_segmentations`` makes up to three), ``probs_of`` gives a crop's class
+    probabilities (what ``choose_splits`` and decoding use).
     """
 
     def __init__(self) -> None:
@@ -415,10 +416,10 @@ def classify_segmentations(
     for one digit); then the cuts of the pieces not read surely whole (``pipeline.segment.
     cut_unless_sure``); then new cuts for the pieces whose best reading holds a part the
     classifier calls "not a digit" (``rejected``, ``resplit``: touching digits the
-    geometric guess did not cut). A piece read surely whole keeps its whole option alone
-    (``sure_whole``). ``choose_splits`` then picks each ambiguous piece's split. Returns the
-    segmentations (in order) with the chosen split as option 0, and the batch (for the
-    probabilities)."""
+    geometric guess did not cut), unless the piece is read surely whole, which keeps its
+    whole option alone (``sure_whole``, checked first). ``choose_splits`` then picks each
+    ambiguous piece's split. Returns the segmentations (in order) with the chosen split as
+    option 0, and the batch (for the probabilities)."""
     batch = _BatchedDigits()
 
     def add_all(segmentation: CellSegmentation) -> None:
@@ -441,10 +442,7 @@ def classify_segmentations(
     batch.classify_all(classifier)
     resplit_all = []
     for segmentation in segmentations:
-        pieces = tuple(
-            resplit(piece) if rejected(piece, batch.probs_of) else sure_whole(piece, batch.probs_of)
-            for piece in segmentation.pieces
-        )
+        pieces = tuple(_sure_or_resplit(piece, batch.probs_of) for piece in segmentation.pieces)
         if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
             segmentation = replace(segmentation, pieces=pieces)
             add_all(segmentation)
@@ -453,10 +451,20 @@ def classify_segmentations(
     return choose_splits(resplit_all, probs_of=batch.probs_of), batch
 
 
+def _sure_or_resplit(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Piece:
+    """A piece read surely whole as one digit keeps its whole option alone (``sure_whole``);
+    any other piece whose best reading holds a "not a digit" part is cut again
+    (``rejected``, ``resplit``)."""
+    sure = sure_whole(piece, probs_of)
+    if sure is not piece:
+        return sure
+    return resplit(piece) if rejected(piece, probs_of) else piece
+
+
 def classify_digits(
     pages: Sequence[PageFields], classifier: Classifier
 ) -> tuple[list[dict[str, CellSegmentation | None]], _BatchedDigits]:
-    """``classify_segmentations`` for all written fields of all pages in one batch. Returns,
+    """``classify_segmentations`` for all written fields of all pages together. Returns,
     per page, the chosen segmentations by field name (None where the field has no ink), and
     the batch."""
     keys = [
@@ -582,7 +590,8 @@ def apply_rules(
     A blank TOTAL cell is not a written 0: the column is checked against sobres alone and the
     cell stays blank. Columns whose total and sobres are both unreadable are left as read.
     When not one column adds up to sobres, sobres gets SUM_MISMATCH, and so does votantes if
-    the header rule held as read (they were then misread alike).
+    the header rule holds (as read or once corrected: votantes and sobres then agree, and
+    were likely misread alike).
     """
     out = dict(readings)
     header = [out.get(f"header:{name}") for name in HEADER_FIELDS]
@@ -630,7 +639,7 @@ def apply_rules(
     if checked_sobres and not confirmed_sobres:
         # sobres is one reading shared by every column, so it keeps its value; when not one
         # column adds up to it, it goes to review. votantes goes with it when the header
-        # rule held as read: votantes = sobres + diferencia, so they were misread alike
+        # rule holds: votantes = sobres + diferencia, so they were likely misread alike
         # ("208" read "20" in both).
         doubted = ["sobres", "votantes"] if header_holds else ["sobres"]
         for name in doubted:

@@ -24,6 +24,10 @@ Steps, each a small function below:
    that cross more than one stroke or a closed loop penalised, parts that do not look like one
    digit penalised. Option 0 is the geometric guess; ``choose_splits`` lets the digit
    classifier weigh the options (recognition-driven check) and keeps their probabilities.
+   With ``whole_first`` (the pipeline's way) a piece that could be one digit is offered whole
+   first and cut only when the classifier does not read it surely whole (``cut_unless_sure``);
+   a piece read surely whole keeps its whole option alone (``sure_whole``), and one whose best
+   reading holds a "not a digit" part is cut again (``rejected``, ``resplit``).
 
 Output crops (``DigitCrop.image``) are ink intensity, WHITE INK ON BLACK (0 = paper), masked to
 the digit's own pixels and the faint edge of its strokes (the ink within EDGE_PX of them too
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from pipeline.decode import NOT_A_DIGIT
 from pipeline.errors import BadInput
 from pipeline.quantiles import histogram_median, histogram_percentile, median
 
@@ -761,6 +766,7 @@ def split_options(
     force: bool = False,
     edge: Edge | None = None,
     whole_first: bool = False,
+    whole_crop: DigitCrop | None = None,
 ) -> Piece:
     """Candidate ways to cut one piece (h, w) of ink into 1..MAX_SPLIT digits, best first.
 
@@ -779,6 +785,8 @@ def split_options(
     are made by ``cut_unless_sure`` only if the classifier does not read the whole surely as
     one digit (most pieces are one digit read surely; their cuts were a third of the
     segmentation's time and a third of the crops classified).
+    whole_crop: the crop of the whole piece, already made (and classified) for its
+    ``whole_first`` offer: the whole option reuses it.
     """
     height, width = piece_ink.shape
     whole_box = _ink_box(piece_ink)
@@ -845,6 +853,8 @@ def split_options(
     # best (digit probability < e^-5 = 0.7%): not worth classifying.
     kept = [item for item in scored[:MAX_OPTIONS] if item[0] >= scored[0][0] - OPTION_MARGIN]
     crops: dict[int, DigitCrop] = {}  # id(part) -> its crop: options share parts, and crops
+    if whole_crop is not None:
+        crops[id(whole)] = whole_crop
 
     def crop_of(part: _Part) -> DigitCrop:
         if id(part) not in crops:
@@ -871,7 +881,7 @@ def _offset(box: Box, origin: tuple[int, int]) -> Box:
 
 def _not_a_digit(probs: np.ndarray) -> bool:
     """(C,) probabilities: the classifier's "not a digit" class (index 10) above one half."""
-    return probs.shape[-1] > 10 and float(probs[10]) > 0.5
+    return probs.shape[-1] > NOT_A_DIGIT and float(probs[NOT_A_DIGIT]) > 0.5
 
 
 def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
@@ -902,7 +912,12 @@ def sure_whole(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Pie
     if len(piece.options) < 2:
         return piece
     for prior, option in zip(piece.log_priors, piece.options, strict=True):
-        if len(option) == 1 and float(probs_of(option[0])[:10].max()) >= SURE_WHOLE:
+        if len(option) != 1:
+            continue
+        probs = probs_of(option[0])
+        if piece.joined and probs.shape[-1] <= NOT_A_DIGIT:
+            return piece  # no "not a digit" class: two pieces apart are never read whole
+        if float(probs[:NOT_A_DIGIT].max()) >= SURE_WHOLE:
             return replace(piece, options=(option,), log_priors=(prior,))
     return piece
 
@@ -914,10 +929,11 @@ def cut_unless_sure(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -
     if not piece.uncut:
         return piece
     ((whole,),) = piece.options
-    if float(probs_of(whole)[:10].max()) >= SURE_WHOLE:
+    if float(probs_of(whole)[:NOT_A_DIGIT].max()) >= SURE_WHOLE:
         return replace(piece, uncut=False)
-    assert piece.ink is not None  # whole_first pieces keep their ink
-    return split_options(piece.ink, piece.origin, edge=piece.edge)
+    if piece.ink is None:
+        raise ValueError("an uncut piece keeps its ink (split_options(whole_first=True))")
+    return split_options(piece.ink, piece.origin, edge=piece.edge, whole_crop=whole)
 
 
 def resplit(piece: Piece) -> Piece:

@@ -189,8 +189,7 @@ def test_a_digit_too_faint_for_a_stroke_leaves_its_empty_cell_marked(form, blank
         assert blank_cell.kind == CellKind.EMPTY and not blank_cell.faint_mark
 
     cv2.line(page, (centre, top), (centre, bottom), 200, 3)  # 55 levels: a stroke
-    written = _crop_of(cut_cells(page, form, DPI), "133:133", 1)
-    assert written.kind == CellKind.WRITTEN and not written.faint_mark
+    assert _crop_of(cut_cells(page, form, DPI), "133:133", 1).kind == CellKind.WRITTEN
 
 
 def test_no_usar_cells_are_marked_and_every_field_is_cut():

@@ -292,3 +292,29 @@ def test_a_sobres_no_column_adds_up_to_goes_to_review_with_votantes(sobres_read,
         assert out[f"header:{name}"].value == sobres_read
         assert (Flag.SUM_MISMATCH in out[f"header:{name}"].flags) is doubted
     assert Flag.SUM_MISMATCH not in out["header:diferencia"].flags
+
+
+def test_an_empty_cell_with_a_faint_mark_is_read_empty_but_not_surely():
+    """A "1" too light for a stroke leaves its cell EMPTY with a faint mark: the reading is
+    the blank's (value 0, EMPTY) at confidence 0.5, flagged LOW_CONFIDENCE; the blank cells
+    beside it stay sure blanks."""
+    from pipeline.synth.writer import blank_page
+
+    form = template()
+    dpi = 200
+    page = cv2.cvtColor(blank_page(form, dpi), cv2.COLOR_BGR2GRAY)
+    width, height = form.page_size_px(dpi)
+    box = form.cell_box(form.row("133:133"), form.column(1))
+    x0, y0, x1, y1 = box.x0 * width, box.y0 * height, box.x1 * width, box.y1 * height
+    centre = round((x0 + x1) / 2)
+    top, bottom = round(y0 + 0.15 * (y1 - y0)), round(y1 - 0.15 * (y1 - y0))
+    cv2.line(page, (centre, top), (centre, bottom), 235, 4)
+    (reading,) = read_telegrams([page], form, classifier())
+    assert reading.error is None
+    cells = {(c.row_key, c.cargo_id): c for c in reading.cells}
+    faint = cells[("133:133", 1)]
+    assert faint.value == 0 and faint.confidence == 0.5
+    assert {"EMPTY", "LOW_CONFIDENCE"} <= set(faint.flags)
+    for key in (("134:134", 1), ("133:133", 8)):
+        assert cells[key].value == 0 and cells[key].confidence == 1.0
+        assert "LOW_CONFIDENCE" not in cells[key].flags

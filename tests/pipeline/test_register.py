@@ -148,3 +148,19 @@ def test_a_page_without_the_table_is_not_this_form() -> None:
     cv2.putText(page, "NOT A TELEGRAM", (100, 1400), cv2.FONT_HERSHEY_SIMPLEX, 5, 0, 12)
     with pytest.raises(FormMismatch):
         register_page(page, template())
+
+
+def test_template_boxes_map_to_their_scan_pixel_boxes_clipped_to_the_scan() -> None:
+    """``boxes_to_scan``: the integer bounding box of each box's image under the homography
+    (here 1000 px per page unit, shifted by (20, 30), a 400 x 600 scan), clipped."""
+    from pipeline.register import Registration
+
+    homography = np.array([[1000.0, 0.0, 20.0], [0.0, 1000.0, 30.0], [0.0, 0.0, 1.0]])
+    registration = Registration(homography, 1.0, 0.0, (400, 600))
+    inside, across = Box(0.1, 0.1, 0.2205, 0.3), Box(0.5, 0.2, 0.7, 0.5)
+    assert registration.boxes_to_scan([inside, across]) == [
+        (120, 130, 241, 330),
+        (520, 230, 600, 400),
+    ]
+    assert registration.box_to_scan(across) == (520, 230, 600, 400)
+    assert registration.boxes_to_scan([]) == []

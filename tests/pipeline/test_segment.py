@@ -223,6 +223,19 @@ def test_without_a_not_a_digit_class_joined_pieces_are_never_read_whole():
     assert len(chosen.digits) == 2 and not chosen.ambiguous
 
 
+def test_without_a_not_a_digit_class_joined_pieces_are_never_kept_whole_however_sure():
+    """``sure_whole`` leaves a joined piece (two pieces offered as one) its cuts when the
+    classifier has no "not a digit" class, however surely the whole reads as a digit."""
+    from pipeline.segment import sure_whole
+
+    cell, _ = compose([_broken_zero(0)], gaps=[])
+    (piece,) = segment_cell(cell).pieces
+    assert piece.joined
+    assert sure_whole(piece, lambda crop: np.eye(10)[0]) is piece
+    kept = sure_whole(piece, lambda crop: np.eye(11)[0])
+    assert len(kept.options) == 1 and len(kept.options[0]) == 1
+
+
 def test_two_ones_written_close_stay_two_digits(classifier):
     """Two narrow digits side by side are also offered whole; the classifier keeps them two."""
     kept = 0
@@ -528,9 +541,10 @@ def test_a_wide_zero_is_not_cut_through_its_loop_even_when_left_open(gap_degrees
     assert len(piece.options[0]) == 1
 
 
+@pytest.mark.parametrize("whole_first", [False, True])
 @pytest.mark.parametrize("axes, pen, angle", [((16, 8), 6, -15), ((18, 9), 7, -25)])
 def test_a_flat_thick_zero_read_surely_whole_is_not_cut_into_six_seven(
-    classifier, axes, pen, angle
+    classifier, axes, pen, angle, whole_first
 ):
     """A 0 written flat with a thick pen is 1.7-2 times as wide as tall, wider than MNIST's
     single digits, so its shape prior favours two digits ("6" "7"); the classifier reads it
@@ -539,6 +553,7 @@ def test_a_flat_thick_zero_read_surely_whole_is_not_cut_into_six_seven(
 
     cell = np.full((44, 120), 255, np.uint8)
     cv2.ellipse(cell, (60, 22), axes, angle, 0, 360, 30, pen)
-    (chosen,), batch = classify_segmentations([segment_cell(cell)], classifier)
+    segmentation = segment_cell(cell, whole_first=whole_first)
+    (chosen,), batch = classify_segmentations([segmentation], classifier)
     (piece,) = chosen.pieces
     assert [int(np.argmax(batch.probs_of(crop))) for crop in piece.options[0]] == [0]
