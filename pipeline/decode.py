@@ -291,7 +291,7 @@ def decode_pieces(
 def decode_cell(segmentation, probs_of, **options) -> NumberReading:
     """``decode_pieces`` for a ``pipeline.segment.CellSegmentation`` after ``choose_splits``.
 
-    probs_of: DigitCrop -> (C,) class probabilities (from the one batched classification).
+    probs_of: DigitCrop -> (C,) class probabilities (from the chunk's batched classification).
     Each piece's split options are weighted by ``Piece.weights`` (the classifier-checked cut
     probabilities; a piece that was never ambiguous has one option of weight 1). options: as
     ``decode_pieces`` (calibration, temperature, low_confidence, max_digits).

@@ -9,7 +9,8 @@ ids only, JSON. A chunk goes through
    are marked failed.
 2. per scan: the path must lie under ``ESCRUTINIO_SCAN_ROOTS`` and ``load_scan`` checks
    size and header dimensions before decoding. A bad scan is failed with its reason.
-3. ``read_telegrams`` for all loaded scans of a form: ONE batched model call.
+3. ``read_telegrams`` for all loaded scans of a form: their digits classified together (at
+   most three batched model calls for the chunk).
 4. ONE transaction: readings upserted, scans done or failed.
 
 Database and broker outages raise a retry with exponential backoff; the retry count is
