@@ -428,27 +428,26 @@ def classify_segmentations(
                 for crop in option:
                     batch.add(crop)
 
+    def revised(
+        segmentations: Sequence[CellSegmentation],
+        step: Callable[[Piece, Callable[[DigitCrop], np.ndarray]], Piece],
+    ) -> list[CellSegmentation]:
+        """Every piece through ``step``; the crops of the new options classified together."""
+        out = []
+        for segmentation in segmentations:
+            pieces = tuple(step(piece, batch.probs_of) for piece in segmentation.pieces)
+            if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
+                segmentation = replace(segmentation, pieces=pieces)
+                add_all(segmentation)
+            out.append(segmentation)
+        batch.classify_all(classifier)
+        return out
+
     for segmentation in segmentations:
         add_all(segmentation)
     batch.classify_all(classifier)
-    cut_all = []
-    for segmentation in segmentations:
-        pieces = tuple(cut_unless_sure(piece, batch.probs_of) for piece in segmentation.pieces)
-        if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
-            segmentation = replace(segmentation, pieces=pieces)
-            add_all(segmentation)
-        cut_all.append(segmentation)
-    segmentations = cut_all
-    batch.classify_all(classifier)
-    resplit_all = []
-    for segmentation in segmentations:
-        pieces = tuple(_sure_or_resplit(piece, batch.probs_of) for piece in segmentation.pieces)
-        if any(new is not old for new, old in zip(pieces, segmentation.pieces, strict=True)):
-            segmentation = replace(segmentation, pieces=pieces)
-            add_all(segmentation)
-        resplit_all.append(segmentation)
-    batch.classify_all(classifier)
-    return choose_splits(resplit_all, probs_of=batch.probs_of), batch
+    settled = revised(revised(segmentations, cut_unless_sure), _sure_or_resplit)
+    return choose_splits(settled, probs_of=batch.probs_of), batch
 
 
 def _sure_or_resplit(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Piece:
