@@ -899,6 +899,11 @@ def rejected(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> bool:
 SURE_WHOLE = 0.99
 
 
+def _surely_one_digit(probs: np.ndarray) -> bool:
+    """(C,) probabilities: one digit class (0-9) at SURE_WHOLE or more."""
+    return float(probs[:NOT_A_DIGIT].max()) >= SURE_WHOLE
+
+
 def sure_whole(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Piece:
     """``piece`` with its whole option alone when the classifier reads the whole as one digit
     (classes 0-9) with probability >= SURE_WHOLE; else ``piece`` unchanged.
@@ -917,7 +922,7 @@ def sure_whole(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -> Pie
         probs = probs_of(option[0])
         if piece.joined and probs.shape[-1] <= NOT_A_DIGIT:
             return piece  # no "not a digit" class: two pieces apart are never read whole
-        if float(probs[:NOT_A_DIGIT].max()) >= SURE_WHOLE:
+        if _surely_one_digit(probs):
             return replace(piece, options=(option,), log_priors=(prior,))
     return piece
 
@@ -929,7 +934,7 @@ def cut_unless_sure(piece: Piece, probs_of: Callable[[DigitCrop], np.ndarray]) -
     if not piece.uncut:
         return piece
     ((whole,),) = piece.options
-    if float(probs_of(whole)[:NOT_A_DIGIT].max()) >= SURE_WHOLE:
+    if _surely_one_digit(probs_of(whole)):
         return replace(piece, uncut=False)
     if piece.ink is None:
         raise ValueError("an uncut piece keeps its ink (split_options(whole_first=True))")
@@ -1311,7 +1316,11 @@ def choose_splits(
     log prior; an option's probability (``Piece.weights``) is its softmax share of the scores.
     Options are re-ordered best first (option 0 = the chosen cut, ``CellSegmentation.digits``);
     those under MIN_OPTION_WEIGHT are dropped. Unambiguous cells are returned as is.
+    Pieces whose cuts are still to be made (``Piece.uncut``) are refused: ``cut_unless_sure``
+    comes first (``pipeline.read.classify_segmentations``).
     """
+    if any(piece.uncut for segmentation in segmentations for piece in segmentation.pieces):
+        raise ValueError("choose_splits: cut the uncut pieces first (cut_unless_sure)")
     unique: dict[int, int] = {}  # id(crop) -> row in the batch (options share part crops)
     crops: list[DigitCrop] = []
     for segmentation in segmentations:

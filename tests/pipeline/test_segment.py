@@ -557,3 +557,13 @@ def test_a_flat_thick_zero_read_surely_whole_is_not_cut_into_six_seven(
     (chosen,), batch = classify_segmentations([segmentation], classifier)
     (piece,) = chosen.pieces
     assert [int(np.argmax(batch.probs_of(crop))) for crop in piece.options[0]] == [0]
+
+
+def test_choose_splits_refuses_pieces_whose_cuts_are_not_made_yet():
+    """A piece offered whole first must go through ``cut_unless_sure`` before the split
+    choice: read whole as it stands, a touching pair would silently be one digit."""
+    cell, _ = compose([digit(4, 0), digit(2, 0)], gaps=[-2])
+    lazy = segment_cell(cell, whole_first=True)
+    assert any(piece.uncut for piece in lazy.pieces)
+    with pytest.raises(ValueError, match="cut_unless_sure"):
+        choose_splits([lazy], probs_of=lambda crop: np.eye(11)[4])
