@@ -78,6 +78,8 @@ from pipeline.segment import (
 )
 
 HEADER_FIELDS = ("votantes", "sobres", "diferencia")
+# Columns that must add up to one same value other than the sobres as read to correct it.
+SOBRES_BY_COLUMNS = 1
 
 
 class Classifier(Protocol):
@@ -588,35 +590,87 @@ def apply_rules(
 
     A blank TOTAL cell is not a written 0: the column is checked against sobres alone and the
     cell stays blank. Columns whose total and sobres are both unreadable are left as read.
-    When not one column adds up to sobres, sobres gets SUM_MISMATCH, and so does votantes if
-    the header rule holds (as read or once corrected: votantes and sobres then agree, and
-    were likely misread alike).
+    sobres is one reading shared by every column, so the columns judge it together: when
+    SOBRES_BY_COLUMNS or more of them add up to one same other value and none to sobres as
+    read, sobres takes that value (CORRECTED_BY_SUM; a "1" read "7": 161 read 761), and the
+    header rule and the columns are checked again with it. When not one column adds up to
+    sobres otherwise, sobres gets SUM_MISMATCH, and so does votantes if the header rule holds
+    (as read or once corrected: votantes and sobres then agree, and were likely misread
+    alike: "208" read "20" in both).
     """
     out = dict(readings)
-    header = [out.get(f"header:{name}") for name in HEADER_FIELDS]
-    header_holds = False
-    if all(reading is not None for reading in header):
-        result = apply_header_rule(*header)
-        header_holds = Flag.HEADER_MISMATCH not in result.flags
-        for name, reading in zip(HEADER_FIELDS, result.readings, strict=True):
-            out[f"header:{name}"] = reading
-    sobres = out.get("header:sobres")
+    header = [readings.get(f"header:{name}") for name in HEADER_FIELDS]
+    header_holds = _header_rule(out, header)
+    verdict = _column_rules(out, readings, template, out.get("header:sobres"))
+    agreed = {reading.value for reading in verdict.corrections}
+    if not verdict.confirmed and len(verdict.corrections) >= SOBRES_BY_COLUMNS and len(agreed) == 1:
+        corrected = min(verdict.corrections, key=lambda reading: reading.confidence)
+        corrected = replace(
+            corrected,
+            alternatives=((str(corrected.value), corrected.confidence),),
+            flags=corrected.flags - {Flag.HEADER_MISMATCH},
+        )
+        header[1] = corrected
+        _header_rule(out, header)
+        _column_rules(out, readings, template, out["header:sobres"])
+    elif verdict.checked and not verdict.confirmed:
+        doubted = ["sobres", "votantes"] if header_holds else ["sobres"]
+        for name in doubted:
+            reading = out[f"header:{name}"]
+            out[f"header:{name}"] = replace(reading, flags=reading.flags | {Flag.SUM_MISMATCH})
+    return out
+
+
+def _header_rule(out: dict[str, NumberReading], header: list[NumberReading | None]) -> bool:
+    """votantes - sobres = diferencia on ``header`` (readings in HEADER_FIELDS order), written
+    into ``out``; True when it holds (as read or corrected). Not checked (False) when a
+    header value is missing; then ``header``'s readings are written as they are."""
+    if any(reading is None for reading in header):
+        for name, reading in zip(HEADER_FIELDS, header, strict=True):
+            if reading is not None:
+                out[f"header:{name}"] = reading
+        return False
+    result = apply_header_rule(*header)
+    for name, reading in zip(HEADER_FIELDS, result.readings, strict=True):
+        out[f"header:{name}"] = reading
+    return Flag.HEADER_MISMATCH not in result.flags
+
+
+@dataclass(frozen=True)
+class _SobresVerdict:
+    """What the columns said of sobres: checked by any column, confirmed by one adding up to
+    it, and its value in the columns that add up to another (their corrected sobres)."""
+
+    checked: bool
+    confirmed: bool
+    corrections: tuple[NumberReading, ...]
+
+
+def _column_rules(
+    out: dict[str, NumberReading],
+    readings: dict[str, NumberReading],
+    template: FormTemplate,
+    sobres: NumberReading | None,
+) -> _SobresVerdict:
+    """The sum rule of every office column of ``readings`` (lists + other rows = total =
+    ``sobres``), the checked cells written into ``out``."""
     if sobres is not None and (sobres.value is None or _is_blank(sobres)):
         sobres = None
     total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
-    checked_sobres = confirmed_sobres = False
+    checked = confirmed = False
+    corrections: list[NumberReading] = []
     for column in template.columns:
         names = [
             f"{row.key}|{column.cargo_id}"
             for row in template.rows
             if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
         ]
-        rows = [out[name] for name in names]
+        rows = [readings[name] for name in names]
         total_name = None
         total = None
         if total_row is not None and not template.is_no_usar(total_row, column):
             total_name = f"{total_row.key}|{column.cargo_id}"
-            total = out[total_name]
+            total = readings[total_name]
         if total is not None and _is_blank(total):
             total = None
         if total is None and sobres is None:
@@ -630,21 +684,14 @@ def apply_rules(
         if total is not None and total_name is not None:
             out[total_name] = result.total
         if sobres is not None:
-            checked_sobres = True
+            checked = True
             as_checked = result.readings[-1]  # sobres is the column's last variable
-            confirmed_sobres |= (
-                Flag.SUM_MISMATCH not in result.flags and as_checked.value == sobres.value
-            )
-    if checked_sobres and not confirmed_sobres:
-        # sobres is one reading shared by every column, so it keeps its value; when not one
-        # column adds up to it, it goes to review. votantes goes with it when the header
-        # rule holds: votantes = sobres + diferencia, so they were likely misread alike
-        # ("208" read "20" in both).
-        doubted = ["sobres", "votantes"] if header_holds else ["sobres"]
-        for name in doubted:
-            reading = out[f"header:{name}"]
-            out[f"header:{name}"] = replace(reading, flags=reading.flags | {Flag.SUM_MISMATCH})
-    return out
+            if Flag.SUM_MISMATCH not in result.flags:
+                if as_checked.value == sobres.value:
+                    confirmed = True
+                else:
+                    corrections.append(as_checked)
+    return _SobresVerdict(checked, confirmed, tuple(corrections))
 
 
 def _flags(reading: NumberReading) -> list[str]:

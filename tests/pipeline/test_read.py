@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.decode import REVIEW_FLAGS
+from pipeline.decode import REVIEW_FLAGS, NumberReading
 from pipeline.errors import UnreadableScan
 from pipeline.forms import load_template
 from pipeline.read import image_size, load_scan, one_digit_of_box, read_telegrams
@@ -268,6 +268,19 @@ def _sure(value: int):
     return decode_number(np.eye(11)[[int(ch) for ch in str(value)]])
 
 
+def _columns_adding_up_to(form, value: int) -> dict:
+    """Readings of every table cell, read surely: each column's first row and its total
+    ``value``, the other rows 0."""
+    readings = {}
+    for spec in form.value_cells():
+        first_row = spec.row is form.rows[0]
+        total_row = spec.row.votos_tipo == "TOTAL"
+        readings[f"{spec.row.key}|{spec.column.cargo_id}"] = _sure(
+            value if first_row or total_row else 0
+        )
+    return readings
+
+
 @pytest.mark.parametrize("sobres_read, doubted", [(20, True), (208, False)])
 def test_a_sobres_no_column_adds_up_to_goes_to_review_with_votantes(sobres_read, doubted):
     """Every column adds up to 208 and its total says 208; a sobres (and votantes) read "20",
@@ -277,13 +290,7 @@ def test_a_sobres_no_column_adds_up_to_goes_to_review_with_votantes(sobres_read,
     from pipeline.read import apply_rules
 
     form = template()
-    readings = {}
-    for spec in form.value_cells():
-        first_row = spec.row is form.rows[0]
-        total_row = spec.row.votos_tipo == "TOTAL"
-        readings[f"{spec.row.key}|{spec.column.cargo_id}"] = _sure(
-            208 if first_row or total_row else 0
-        )
+    readings = _columns_adding_up_to(form, 208)
     readings["header:votantes"] = _sure(sobres_read)
     readings["header:sobres"] = _sure(sobres_read)
     readings["header:diferencia"] = _sure(0)
@@ -318,3 +325,30 @@ def test_an_empty_cell_with_a_faint_mark_is_read_empty_but_not_surely():
     for key in (("134:134", 1), ("133:133", 8)):
         assert cells[key].value == 0 and cells[key].confidence == 1.0
         assert "LOW_CONFIDENCE" not in cells[key].flags
+
+
+def test_a_sobres_the_columns_add_up_to_otherwise_is_corrected_and_rechecked():
+    """Every column adds up to 161 and its total says so. votantes reads 161 and sobres 761,
+    each first digit a 1 or a 7 at 0.6 / 0.4 the other way round, so the header rule alone
+    cannot tell which is misread. The columns outvote sobres: it becomes 161
+    (CORRECTED_BY_SUM), and the header rule, checked again, holds (161 - 161 = 0)."""
+    from pipeline.decode import Flag, decode_number
+    from pipeline.read import apply_rules
+
+    def first_digit_one_or_seven(one: float) -> NumberReading:
+        first = np.zeros(11)
+        first[[1, 7]] = one, 1 - one
+        return decode_number(np.stack([first, np.eye(11)[6], np.eye(11)[1]]))
+
+    form = template()
+    readings = _columns_adding_up_to(form, 161)
+    readings["header:votantes"] = first_digit_one_or_seven(0.6)
+    readings["header:sobres"] = first_digit_one_or_seven(0.4)
+    assert (readings["header:votantes"].value, readings["header:sobres"].value) == (161, 761)
+    readings["header:diferencia"] = _sure(0)
+    out = apply_rules(readings, form)
+    assert out["header:sobres"].value == 161
+    assert Flag.CORRECTED_BY_SUM in out["header:sobres"].flags
+    for name in ("votantes", "sobres", "diferencia"):
+        assert not out[f"header:{name}"].flags & {Flag.HEADER_MISMATCH, Flag.SUM_MISMATCH}
+    assert all(Flag.SUM_MISMATCH not in out[name].flags for name in readings if "|" in name)
