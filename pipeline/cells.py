@@ -270,6 +270,8 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     (``PRINT_MIN_WIDTH_MM``, ``PRINT_MIN_FILL``: grey printed text, the edge of a halftone
     fill). Not sparse ones: on a grey, grainy scan, grey digits chained to their neighbours by
     the grain make a wide, pale piece too, and whole columns of digits were lost as printing.
+    The weak pieces of FAINT_MARK_AREA or more are kept aside as ``faint`` marks (a digit too
+    light for this scan may be one: ``faint_mark``).
     """
     # Few page-sized buffers, each reused through the steps (in place where cv2 allows it):
     # a fresh page-sized temporary costs more in page faults than the arithmetic on it.

@@ -116,12 +116,12 @@ def chunk():
 
 
 def test_batched_inference_for_the_whole_chunk(chunk):
-    """Every piece of the chunk, whole, in one call; at most two more, smaller, for the cuts
-    of the pieces not read surely whole and for those cut again."""
+    """Every piece of the chunk, whole, in one call; at most two more, much smaller together,
+    for the cuts of the pieces not read surely whole and for those cut again."""
     _, _, counting = chunk
     assert 1 <= len(counting.calls) <= 3
     assert counting.calls[0] > 4 * 40  # every digit of the four readable telegrams
-    assert all(later < counting.calls[0] for later in counting.calls[1:])
+    assert sum(counting.calls[1:]) < counting.calls[0] / 4  # most pieces are read whole
 
 
 def test_bad_pages_get_their_error_and_the_others_are_read(chunk):
