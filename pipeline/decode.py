@@ -500,6 +500,8 @@ class SumRuleResult:
     empty when the readings as read satisfy the rule.
     posterior: probability of the returned readings under the rule (0 when unresolved).
     changed: indices into ``readings`` of the cells whose value was changed.
+    lone_suspect: when the rule fails through one cell alone (a column's total or the header's
+    sobres, against rows that add up to the other as read), its index; the rest holds.
     """
 
     readings: list[NumberReading]
@@ -507,6 +509,7 @@ class SumRuleResult:
     posterior: float
     changed: tuple[int, ...]
     n_rows: int = 0
+    lone_suspect: int | None = None
 
     @property
     def rows(self) -> list[NumberReading]:
@@ -556,6 +559,7 @@ def mismatch_suspects(
     cells: Sequence[NumberReading],
     max_risk: float = MISMATCH_RISK,
     implied: Sequence[int | None] | None = None,
+    agreeing: frozenset[int] = frozenset(),
 ) -> set[int]:
     """Indices of the cells of an inconsistent column (or header) that may be the misread one.
 
@@ -580,8 +584,15 @@ def mismatch_suspects(
     that judgement's confidence is not calibrated, and a number lost that way is what breaks a
     sum. When no cell is a suspect (all sure: a writer's slip, or a confident misreading),
     every cell is.
+
+    agreeing: cells that two independent readings confirm (a column's total and the header's
+    sobres read as one same number): a misreading would have to hit both alike, so they are
+    never suspects, not even of a column of sure readings.
     """
-    wrong = [1.0 if c.value is None else min(1.0, max(0.0, 1.0 - c.confidence)) for c in cells]
+    wrong = [
+        0.0 if i in agreeing else 1.0 if c.value is None else min(1.0, max(0.0, 1.0 - c.confidence))
+        for i, c in enumerate(cells)
+    ]
 
     def failing(risks: list[float]) -> float:
         return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
@@ -599,7 +610,7 @@ def mismatch_suspects(
             ]
     suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing(wrong)}
     suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
-    return suspects or set(range(len(cells)))
+    return (suspects or set(range(len(cells)))) - agreeing
 
 
 def _implied_values(
@@ -634,15 +645,17 @@ def _apply(
     min_posterior: float,
     low_confidence: float,
     n_rows: int,
+    agreeing: frozenset[int] = frozenset(),
 ) -> SumRuleResult:
-    """Shared driver: solve, then write the values back. expand[v] lists the cells of variable v."""
+    """Shared driver: solve, then write the values back. expand[v] lists the cells of variable v;
+    agreeing: cells never suspected (``mismatch_suspects``)."""
     solution = _solve(variables, coefficients, max_changes, weight)
     if solution.consistent_as_read and solution.posterior < min_posterior:
         # Satisfied as read, but rival consistent readings are too close to raise confidences.
         return SumRuleResult(list(cells), frozenset(), solution.posterior, (), n_rows)
     if not solution.found or solution.posterior < min_posterior:
         implied = _implied_values(cells, variables, coefficients, expand)
-        suspects = mismatch_suspects(cells, implied=implied)
+        suspects = mismatch_suspects(cells, implied=implied, agreeing=agreeing)
         flagged = [
             replace(c, flags=frozenset(c.flags | {mismatch})) if i in suspects else c
             for i, c in enumerate(cells)
@@ -682,7 +695,9 @@ def apply_sum_rule(
     the most probable consistent reading with <= max_changes changed cells is taken if its
     posterior >= min_posterior (changed cells get CORRECTED_BY_SUM); otherwise values are left
     as read, the result's flags are {SUM_MISMATCH} and the cells that may be the misread one
-    (``mismatch_suspects``) get SUM_MISMATCH.
+    (``mismatch_suspects``) get SUM_MISMATCH: never a total and a sobres read alike, and only
+    the total (or sobres) when it alone disagrees with rows that add up to the other
+    (``_lone_outlier``, ``SumRuleResult.lone_suspect``).
     """
     rows = list(column)
     cells = rows + [total] + ([sobres] if sobres is not None else [])
@@ -691,7 +706,9 @@ def apply_sum_rule(
     expand = [[i] for i in range(len(rows))] + [
         [len(rows)] + ([len(rows) + 1] if sobres is not None else [])
     ]
-    return _apply(
+    # a total and a sobres read alike confirm each other: never suspects
+    agrees = sobres is not None and total.value is not None and total.value == sobres.value
+    result = _apply(
         cells,
         variables,
         coefficients,
@@ -702,6 +719,37 @@ def apply_sum_rule(
         min_posterior=min_posterior,
         low_confidence=low_confidence,
         n_rows=len(rows),
+        agreeing=frozenset(expand[-1]) if agrees else frozenset(),
+    )
+    if sobres is None or agrees or Flag.SUM_MISMATCH not in result.flags:
+        return result
+    return _lone_outlier(rows, total, sobres) or result
+
+
+def _lone_outlier(
+    rows: list[NumberReading], total: NumberReading, sobres: NumberReading
+) -> SumRuleResult | None:
+    """A column whose total and sobres disagree, but whose rows add up to one of them as read:
+    the other is the misread cell (every other single misreading would leave total != sobres;
+    a "215" whose "2" the scan lost read "15"), unless several misreadings happen to cancel
+    out: so the others keep their own confidences and flags (the rule is not taken to confirm
+    them: doubtful rows adding up to a doubtful total stay LOW_CONFIDENCE), and the odd one
+    gets SUM_MISMATCH, its value as read (nothing in its own reading supports the value the
+    others imply). None when the rows add up to neither."""
+    if total.value is None or sobres.value is None or any(row.value is None for row in rows):
+        return None
+    counted = sum(row.value for row in rows)
+    if counted == sobres.value:
+        odd_index = len(rows)
+    elif counted == total.value:
+        odd_index = len(rows) + 1
+    else:
+        return None
+    readings = [*rows, total, sobres]
+    odd = readings[odd_index]
+    readings[odd_index] = replace(odd, flags=frozenset(odd.flags | {Flag.SUM_MISMATCH}))
+    return SumRuleResult(
+        readings, frozenset({Flag.SUM_MISMATCH}), 0.0, (), len(rows), lone_suspect=odd_index
     )
 
 

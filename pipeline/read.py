@@ -686,7 +686,9 @@ def _column_rules(
         if sobres is not None:
             checked = True
             as_checked = result.readings[-1]  # sobres is the column's last variable
-            if Flag.SUM_MISMATCH not in result.flags:
+            # rows that add up to sobres check it, whether or not the total does
+            total_alone = total is not None and result.lone_suspect == len(names)
+            if Flag.SUM_MISMATCH not in result.flags or total_alone:
                 if as_checked.value == sobres.value:
                     confirmed = True
                 else:

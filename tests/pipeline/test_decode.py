@@ -183,6 +183,51 @@ def test_sum_rule_fixes_a_misread_total_that_rows_and_sobres_agree_on():
     assert result.total.value == 87 and result.changed == (4,)
 
 
+def flagged(result) -> list[int]:
+    return [i for i, r in enumerate(result.readings) if Flag.SUM_MISMATCH in r.flags]
+
+
+def test_a_total_that_alone_disagrees_with_rows_and_sobres_is_the_only_suspect():
+    """87 written, the total's "8" lost by the scan: read "7", surely, with no alternative that
+    repairs the column. The rows add up to sobres as read, so only the total is flagged (any
+    other single misreading would leave total != sobres); its value stays as read."""
+    rows = column_as_read()
+    total = decode_number(probs_for("7", sure=0.99))
+    result = apply_sum_rule(rows, total, reading("87"))
+    assert result.flags == {Flag.SUM_MISMATCH} and result.changed == ()
+    assert result.lone_suspect == 4 and flagged(result) == [4]
+    assert result.total.value == 7
+    assert all(r.accepted for r in result.rows)
+
+
+def test_a_sobres_that_alone_disagrees_with_rows_and_total_is_the_only_suspect():
+    rows = column_as_read()
+    result = apply_sum_rule(rows, reading("87"), decode_number(probs_for("8", sure=0.99)))
+    assert result.lone_suspect == 5 and flagged(result) == [5]
+    assert all(r.accepted for r in result.readings[:5])
+
+
+def test_rows_adding_up_to_the_odd_cell_by_chance_keep_their_own_doubt():
+    """Two doubtful rows and a doubtful total that happen to add up (a 2 read 7 in both 42
+    and 172) while a sure sobres says 167: the rule does not confirm them."""
+    rows = [reading("47", sure=0.8), reading("125")]
+    total = reading("172", sure=0.8)
+    result = apply_sum_rule(rows, total, decode_number(probs_for("167", sure=0.99999)))
+    assert result.lone_suspect == 3
+    assert [Flag.LOW_CONFIDENCE in r.flags for r in result.readings[:3]] == [True, False, True]
+    assert result.rows[0].confidence == rows[0].confidence
+
+
+def test_a_total_and_sobres_read_alike_are_never_suspects():
+    """A column of sure readings off by 1 (a writer's slip or a confident misreading): every
+    row is flagged, but not the total and sobres, which confirm each other."""
+    rows = [decode_number(probs_for(text, sure=0.99999)) for text in ("12", "35", "40")]
+    total = decode_number(probs_for("88", sure=0.99))
+    result = apply_sum_rule(rows, total, decode_number(probs_for("88", sure=0.99)))
+    assert result.flags == {Flag.SUM_MISMATCH} and result.lone_suspect is None
+    assert flagged(result) == [0, 1, 2]
+
+
 def test_sum_rule_refuses_a_column_with_two_independent_errors():
     rows = column_as_read()
     rows[0] = reading("17", alternatives={1: {2: 0.3}})

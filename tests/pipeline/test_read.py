@@ -352,3 +352,26 @@ def test_a_sobres_the_columns_add_up_to_otherwise_is_corrected_and_rechecked():
     for name in ("votantes", "sobres", "diferencia"):
         assert not out[f"header:{name}"].flags & {Flag.HEADER_MISMATCH, Flag.SUM_MISMATCH}
     assert all(Flag.SUM_MISMATCH not in out[name].flags for name in readings if "|" in name)
+
+
+def test_rows_adding_up_to_sobres_confirm_it_though_every_total_is_misread():
+    """Every column adds up to 208 but each total reads "8" surely (the "20" lost): the totals
+    alone are flagged, the rows stay accepted, and sobres, which the rows add up to, is
+    confirmed (not sent to review with votantes)."""
+    from pipeline.decode import Flag
+    from pipeline.read import apply_rules
+
+    form = template()
+    readings = _columns_adding_up_to(form, 208)
+    for name in readings:
+        if name.startswith("TOTAL|"):
+            readings[name] = _sure(8)
+    readings["header:votantes"] = _sure(208)
+    readings["header:sobres"] = _sure(208)
+    readings["header:diferencia"] = _sure(0)
+    out = apply_rules(readings, form)
+    for name in readings:
+        if "|" in name:
+            assert (Flag.SUM_MISMATCH in out[name].flags) is name.startswith("TOTAL|"), name
+    for name in ("votantes", "sobres", "diferencia"):
+        assert not out[f"header:{name}"].flags, name
