@@ -575,7 +575,10 @@ def mismatch_suspects(
     digit mistake (``one_misreading_apart``), each cell that could not would need a mistake
     of its own, so its p_i is scaled by UNEXPLAINED_MISREADING. A column that breaks by 30
     points at the "217" that was written "247", not at the "75" beside it (it would have to
-    be 105). Limits: a digit cut in two ("4" read "11") or two read as one is two edits here,
+    be 105). Failing that, a count is never negative: when a doubtful cell's implied value is
+    possible, the cells whose implied value is below 0 are scaled the same way (a column
+    553 over its total points at the "613" written "60", not at the "28" beside it).
+    Limits: a digit cut in two ("4" read "11") or two read as one is two edits here,
     so such a cell is only a suspect by its own doubt (wrong cuts mostly read with low
     confidence); and with two misread cells in one column, one of them may explain the
     difference by chance and lift the flag from the other when that one was read surely.
@@ -598,16 +601,19 @@ def mismatch_suspects(
         return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
 
     if implied is not None:
+        possible = [value is not None and value >= 0 for value in implied]
         explains = [
-            value is not None and cell.text is not None and one_misreading_apart(cell.text, value)
-            for cell, value in zip(cells, implied, strict=True)
+            ok and cell.text is not None and one_misreading_apart(cell.text, value)
+            for ok, cell, value in zip(possible, cells, implied, strict=True)
         ]
         doubt = max_risk * failing(wrong)
-        if any(ok and w > doubt for ok, w in zip(explains, wrong, strict=True)):
-            wrong = [
-                w if ok else w * UNEXPLAINED_MISREADING
-                for w, ok in zip(wrong, explains, strict=True)
-            ]
+        for culprits in (explains, possible):
+            if any(ok and w > doubt for ok, w in zip(culprits, wrong, strict=True)):
+                wrong = [
+                    w if ok else w * UNEXPLAINED_MISREADING
+                    for w, ok in zip(wrong, culprits, strict=True)
+                ]
+                break
     suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing(wrong)}
     suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
     return (suspects or set(range(len(cells)))) - agreeing

@@ -316,6 +316,17 @@ def test_without_a_doubtful_cell_that_explains_it_the_difference_clears_no_cell(
     assert mismatch_suspects(cells, implied=[47, 45, 9, 74]) == {0, 1, 3}
 
 
+def test_a_cell_that_would_have_to_be_negative_is_not_the_suspect():
+    """60 + 28 + 14 = 102 read "613 + 28 + 14 = 102" (a 0 cut into "13"): 553 over. No cell is
+    one digit from what it must be, but of the rows only the "613" can be 553 less and stay a
+    count: the "28" and "14" beside it (-525, -539) stay accepted; the total could be 655."""
+    doubtful_613, doubtful_28 = reading("613", sure=0.9), reading("28", sure=0.9995)
+    sure_14, sure_102 = reading("14", sure=0.9995), reading("102", sure=0.9995)
+    cells = [doubtful_613, doubtful_28, sure_14, sure_102]
+    assert mismatch_suspects(cells) == {0, 1, 2, 3}
+    assert mismatch_suspects(cells, implied=[60, -525, -539, 655]) == {0, 3}
+
+
 def test_the_sum_rule_flags_the_cell_the_difference_points_at():
     """End to end: 38 + 36 + 9 = 83 read "38 + 36 + 4 = 83", no alternative of the "4" adds
     up; only the "4" is flagged, and the same holds for the header rule's minus signs."""
