@@ -7,9 +7,11 @@ Digits are what ``pipeline.reframe.reframe_digit`` returns: 28x28 uint8, white i
 Classes 0..9 are the digits; models with 11 classes (``default``) add ``NOT_A_DIGIT`` (10) for
 blobs, dashes, specks and line fragments the segmentation should reject.
 
-Inference pads every batch up to a fixed bucket size (``BUCKETS``) and runs a compiled
-``tf.function``, so at most ``len(BUCKETS)`` graphs are ever traced; larger inputs run in
-chunks of the largest bucket. Results are deterministic for the same input.
+Inference runs one compiled ``tf.function`` traced once for any batch size (its batch
+dimension is left unknown), in batches of at most ``MAX_BATCH`` digits, which bounds the
+activations' memory (about 100 KB per digit in the first layer). No batch is padded: a
+chunk's second and third calls are a few hundred digits of any count, and padding them to
+fixed sizes had doubled the work of some. Results are deterministic for the same input.
 
 Fork safety: this module imports no TensorFlow at import time; ``DigitClassifier.load`` does.
 Load in the worker process after the fork (``get_classifier`` keys its cache by pid), never
@@ -29,7 +31,7 @@ from pipeline.errors import BadInput
 
 NOT_A_DIGIT = 10
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-BUCKETS = (1, 8, 32, 128, 512)
+MAX_BATCH = 512
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -53,14 +55,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, Path]:
             f"(available: {', '.join(available_models()) or 'none'})"
         )
     return text, path
-
-
-def bucket_size(n: int) -> int:
-    """Smallest bucket holding n digits (the largest bucket for more)."""
-    for size in BUCKETS:
-        if n <= size:
-            return size
-    return BUCKETS[-1]
 
 
 def _configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: int):
@@ -136,7 +130,10 @@ class DigitClassifier:
         self.device = device
         self.num_classes = int(keras_model.output_shape[-1])
 
-        @tf_module.function(autograph=False, reduce_retracing=False)
+        @tf_module.function(
+            autograph=False,
+            input_signature=[tf_module.TensorSpec([None, 28, 28], tf_module.float32)],
+        )
         def infer(batch):
             with tf_module.device(device):
                 return keras_model(batch, training=False)
@@ -175,7 +172,7 @@ class DigitClassifier:
             model = fold_batch_norm(model)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         classifier = cls(model, name, f"{name}@{digest[:12]}", device_name, tf)
-        classifier.predict_proba(np.zeros((1, 28, 28), np.uint8))  # trace the smallest bucket
+        classifier.predict_proba(np.zeros((1, 28, 28), np.uint8))  # trace the graph now
         return classifier
 
     def predict_proba(self, digits: np.ndarray) -> np.ndarray:
@@ -185,14 +182,9 @@ class DigitClassifier:
             raise BadInput(f"digits must have shape (N, 28, 28), got {digits.shape}")
         count = len(digits)
         out = np.zeros((count, self.num_classes), np.float32)
-        largest = BUCKETS[-1]
-        for start in range(0, count, largest):
-            chunk = digits[start : start + largest].astype(np.float32)
-            size = bucket_size(len(chunk))
-            batch = np.zeros((size, 28, 28), np.float32)
-            batch[: len(chunk)] = chunk
-            result = self._infer(self._tf.constant(batch))
-            out[start : start + len(chunk)] = np.asarray(result)[: len(chunk)]
+        for start in range(0, count, MAX_BATCH):
+            batch = digits[start : start + MAX_BATCH].astype(np.float32)
+            out[start : start + len(batch)] = np.asarray(self._infer(self._tf.constant(batch)))
         return out
 
     def classify(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

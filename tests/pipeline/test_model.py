@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.errors import BadInput
 from pipeline.evaluation import load_mnist_sample
-from pipeline.model import BUCKETS, MODELS_DIR, NOT_A_DIGIT, bucket_size, get_classifier
+from pipeline.model import MAX_BATCH, MODELS_DIR, NOT_A_DIGIT, get_classifier
 from pipeline.training import card_path, sha256_file
 
 
@@ -56,7 +56,7 @@ def test_shipped_model_reads_the_mnist_fixture(classifier, sample):
     assert np.mean(predicted == y) >= 0.98
 
 
-@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 130, BUCKETS[-1] + 3])
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 130, MAX_BATCH, 2 * MAX_BATCH + 3])
 def test_probability_shape_for_any_batch_size(classifier, sample, count):
     x = np.resize(sample[0], (count, 28, 28))
     probabilities = classifier.predict_proba(x)
@@ -65,7 +65,7 @@ def test_probability_shape_for_any_batch_size(classifier, sample, count):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_padding_to_a_bucket_does_not_change_a_digit_s_scores(classifier, sample):
+def test_a_digit_s_scores_do_not_depend_on_its_batch(classifier, sample):
     x = sample[0][:9]
     alone = np.concatenate([classifier.predict_proba(x[i : i + 1]) for i in range(9)])
     together = classifier.predict_proba(x)
@@ -77,14 +77,10 @@ def test_same_input_same_output(classifier, sample):
     assert np.array_equal(classifier.predict_proba(x), classifier.predict_proba(x))
 
 
-def test_batches_reuse_a_few_traced_graphs(classifier, sample):
+def test_batches_of_any_size_reuse_one_traced_graph(classifier, sample):
     for count in (1, 2, 3, 5, 8, 11, 31, 33, 100, 200, 600):
         classifier.predict_proba(np.resize(sample[0], (count, 28, 28)))
-    assert classifier._infer.experimental_get_tracing_count() <= len(BUCKETS)
-
-
-def test_bucket_sizes():
-    assert [bucket_size(n) for n in (0, 1, 2, 8, 9, 512, 10_000)] == [1, 1, 8, 8, 32, 512, 512]
+    assert classifier._infer.experimental_get_tracing_count() == 1
 
 
 def test_wrong_shapes_and_unknown_models_are_rejected(classifier):
