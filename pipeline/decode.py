@@ -96,13 +96,15 @@ MIN_POSTERIOR = 0.95
 # A writer's own arithmetic slip (the eps of the module docstring).
 WRITER_SLIP = 0.02
 # A cell of a column that does not add up keeps no review flag only when the chance that it is
-# the misread cell is below this (``mismatch_suspects``).
+# the misread cell is below this (as ``mismatch_suspects`` and ``_lone_outlier`` estimate it).
 MISMATCH_RISK = 0.002
 # How much less likely a cell is the culprit when one digit mistake cannot explain the
 # difference (``mismatch_suspects``). Of the wrong cells left in columns that do not add up
 # (100 MNIST-typical telegrams, seed 5), 2/3 are one digit wrong, lost or added, which spreads
 # them over a few dozen values; the other third spreads over hundreds: 0.67 / 30 per value
-# against 0.33 / 300, about 1/20.
+# against 0.33 / 300, about 1/20. Used alike for a cell that would have to become negative (it
+# needs a second mistake to be wrong at all) and for two misreadings that hide each other
+# (``_lone_outlier``): a mistake that lands on one particular value of hundreds.
 UNEXPLAINED_MISREADING = 0.05
 
 
@@ -590,22 +592,23 @@ def mismatch_suspects(
 
     agreeing: cells that two independent readings confirm (a column's total and the header's
     sobres read as one same number): a misreading would have to hit both alike, so they are
-    never suspects, not even of a column of sure readings.
+    not suspects, not even of a column of sure readings, unless one digit mistake turns them
+    into the value the rows imply (the same writer's "208" read "20" in both).
     """
-    wrong = [
-        0.0 if i in agreeing else 1.0 if c.value is None else min(1.0, max(0.0, 1.0 - c.confidence))
-        for i, c in enumerate(cells)
+    possible = [value is not None and value >= 0 for value in implied or [None] * len(cells)]
+    explains = [
+        ok and cell.text is not None and one_misreading_apart(cell.text, value)
+        for ok, cell, value in zip(possible, cells, implied or [None] * len(cells), strict=True)
     ]
+    # a total and sobres read alike stay suspects when they could both have lost (or gained)
+    # the digit the rows say: one writer's "208" read "20" twice
+    exempt = {i for i in agreeing if not explains[i]}
+    wrong = [0.0 if i in exempt else _doubt(c) for i, c in enumerate(cells)]
 
     def failing(risks: list[float]) -> float:
         return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
 
     if implied is not None:
-        possible = [value is not None and value >= 0 for value in implied]
-        explains = [
-            ok and cell.text is not None and one_misreading_apart(cell.text, value)
-            for ok, cell, value in zip(possible, cells, implied, strict=True)
-        ]
         doubt = max_risk * failing(wrong)
         for culprits in (explains, possible):
             if any(ok and w > doubt for ok, w in zip(culprits, wrong, strict=True)):
@@ -616,7 +619,13 @@ def mismatch_suspects(
                 break
     suspects = {i for i, w in enumerate(wrong) if w > max_risk * failing(wrong)}
     suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
-    return (suspects or set(range(len(cells)))) - agreeing
+    # a column that does not add up always sends some cell to review
+    return (suspects or set(range(len(cells)))) - exempt or set(range(len(cells)))
+
+
+def _doubt(reading: NumberReading) -> float:
+    """The chance that ``reading`` is wrong: 1 - its (calibrated) confidence, 1 when unread."""
+    return 1.0 if reading.value is None else min(1.0, max(0.0, 1.0 - reading.confidence))
 
 
 def _implied_values(
@@ -733,15 +742,22 @@ def apply_sum_rule(
 
 
 def _lone_outlier(
-    rows: list[NumberReading], total: NumberReading, sobres: NumberReading
+    rows: list[NumberReading],
+    total: NumberReading,
+    sobres: NumberReading,
+    max_risk: float = MISMATCH_RISK,
 ) -> SumRuleResult | None:
     """A column whose total and sobres disagree, but whose rows add up to one of them as read:
     the other is the misread cell (every other single misreading would leave total != sobres;
-    a "215" whose "2" the scan lost read "15"), unless several misreadings happen to cancel
-    out: so the others keep their own confidences and flags (the rule is not taken to confirm
-    them: doubtful rows adding up to a doubtful total stay LOW_CONFIDENCE), and the odd one
-    gets SUM_MISMATCH, its value as read (nothing in its own reading supports the value the
-    others imply). None when the rows add up to neither."""
+    a "215" whose "2" the scan lost read "15"). The odd one gets SUM_MISMATCH, its value as
+    read (nothing in its own reading supports the value the others imply). The other
+    explanation is two misreadings that hide each other: a row and the agreeing cell misread
+    so that they match (one writer's 2s read as 7s: "47" for 42 and "167" for 162), as
+    unlikely as a misreading one digit mistake does not explain (UNEXPLAINED_MISREADING); a
+    row whose share of that exceeds ``max_risk`` is a suspect, and the agreeing cell with it.
+    The others keep their own confidences and flags (the rule does not confirm them: doubtful
+    rows adding up to a doubtful total stay LOW_CONFIDENCE). None when the rows add up to
+    neither."""
     if total.value is None or sobres.value is None or any(row.value is None for row in rows):
         return None
     counted = sum(row.value for row in rows)
@@ -752,8 +768,17 @@ def _lone_outlier(
     else:
         return None
     readings = [*rows, total, sobres]
-    odd = readings[odd_index]
-    readings[odd_index] = replace(odd, flags=frozenset(odd.flags | {Flag.SUM_MISMATCH}))
+    agree_index = 2 * len(rows) + 1 - odd_index  # the other of total (n) and sobres (n + 1)
+    lone = _doubt(readings[odd_index])
+    agree = _doubt(readings[agree_index]) * UNEXPLAINED_MISREADING
+    pairs = [_doubt(row) * agree for row in rows]  # row i and the agreeing cell both misread
+    alternatives = lone + sum(pairs)
+    suspects = {odd_index} | {i for i, pair in enumerate(pairs) if pair > max_risk * alternatives}
+    if len(suspects) > 1:
+        suspects.add(agree_index)
+    for index in suspects:
+        reading = readings[index]
+        readings[index] = replace(reading, flags=frozenset(reading.flags | {Flag.SUM_MISMATCH}))
     return SumRuleResult(
         readings, frozenset({Flag.SUM_MISMATCH}), 0.0, (), len(rows), lone_suspect=odd_index
     )

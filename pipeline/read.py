@@ -686,9 +686,12 @@ def _column_rules(
         if sobres is not None:
             checked = True
             as_checked = result.readings[-1]  # sobres is the column's last variable
-            # rows that add up to sobres check it, whether or not the total does
-            total_alone = total is not None and result.lone_suspect == len(names)
-            if Flag.SUM_MISMATCH not in result.flags or total_alone:
+            # rows that add up to sobres check it though the total alone disagrees; a column
+            # that adds up to its total only (sobres the odd one) offers no corrected value
+            total_alone = result.lone_suspect == len(names)
+            if Flag.SUM_MISMATCH not in result.flags or (
+                total_alone and Flag.SUM_MISMATCH not in as_checked.flags
+            ):
                 if as_checked.value == sobres.value:
                     confirmed = True
                 else:

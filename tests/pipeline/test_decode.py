@@ -218,14 +218,43 @@ def test_rows_adding_up_to_the_odd_cell_by_chance_keep_their_own_doubt():
     assert result.rows[0].confidence == rows[0].confidence
 
 
-def test_a_total_and_sobres_read_alike_are_never_suspects():
-    """A column of sure readings off by 1 (a writer's slip or a confident misreading): every
-    row is flagged, but not the total and sobres, which confirm each other."""
+def test_a_doubtful_row_adding_up_to_a_misread_sobres_stays_a_suspect():
+    """42 + 120 = 162 with a right total, but the writer's 2s read as 7s: "47" (0.95) and a
+    sobres "167". The rows add up to sobres, so the total looks like the odd one; a second
+    misreading hiding the first is likely enough here that the "47" and sobres are flagged
+    too, while the sure "120" is not."""
+    rows = [decode_number(probs_for("47", sure=0.975)), reading("120", sure=0.99999)]
+    total = decode_number(probs_for("162", sure=0.99))
+    sobres = decode_number(probs_for("167", sure=0.99))
+    result = apply_sum_rule(rows, total, sobres)
+    assert result.lone_suspect == 2
+    assert flagged(result) == [0, 2, 3]
+
+
+def test_a_total_and_sobres_read_alike_are_not_suspects():
+    """A column of sure readings 8 short of a total and sobres both read 95 (a writer's slip
+    or a confident misreading): every row is flagged, not the two cells that confirm each
+    other, as no one digit mistake turns "95" into the 87 the rows add up to."""
     rows = [decode_number(probs_for(text, sure=0.99999)) for text in ("12", "35", "40")]
-    total = decode_number(probs_for("88", sure=0.99))
-    result = apply_sum_rule(rows, total, decode_number(probs_for("88", sure=0.99)))
+    total = decode_number(probs_for("95", sure=0.99))
+    result = apply_sum_rule(rows, total, decode_number(probs_for("95", sure=0.99)))
     assert result.flags == {Flag.SUM_MISMATCH} and result.lone_suspect is None
     assert flagged(result) == [0, 1, 2]
+
+
+def test_a_total_and_sobres_that_both_lost_a_digit_are_suspects():
+    """One writer's "208" read "20" surely in the total and in sobres; the rows add up to
+    208. Agreeing does not clear them: "20" is one lost digit from 208."""
+    rows = [reading("120", sure=0.99999), reading("88", sure=0.99999)]
+    twenty = decode_number(probs_for("20", sure=0.9999))
+    result = apply_sum_rule(rows, twenty, twenty)
+    assert {2, 3} <= set(flagged(result))
+
+
+def test_a_column_that_does_not_add_up_always_flags_a_cell():
+    """No rows, a total and sobres of 57 read alike: nothing else can be wrong."""
+    result = apply_sum_rule([], reading("57"), reading("57"))
+    assert result.flags == {Flag.SUM_MISMATCH} and flagged(result) == [0, 1]
 
 
 def test_sum_rule_refuses_a_column_with_two_independent_errors():
