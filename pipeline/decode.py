@@ -585,8 +585,7 @@ def mismatch_suspects(
     read as the digits it must have are at least LIKELY_DIGIT as probable as the digits read
     (``_digit_ratio``: "52" must be 53 and its second digit was a 3 at 0.002 against 0.9),
     the cells of which that is not true are scaled the same way, though one digit mistake
-    explains them (off by 1, every "x2" is one digit from "x3"), but for a digit lost or
-    added, which no digit probability can judge. Failing both, a count is
+    explains them (off by 1, every "x2" is one digit from "x3"). Failing both, a count is
     never negative: when a doubtful cell's implied value is possible, the cells whose
     implied value is below 0 are scaled the same way (a column 553 over its total points at
     the "613" written "60", not at the "28" beside it).
