@@ -589,12 +589,11 @@ def mismatch_suspects(
     never negative: when a doubtful cell's implied value is possible, the cells whose
     implied value is below 0 are scaled the same way (a column 553 over its total points at
     the "613" written "60", not at the "28" beside it).
-    Limits: a digit cut in two ("4" read "11") or two read as one is two edits here, so such
-    a cell is only a suspect by its own doubt (wrong cuts mostly read with low confidence);
-    with two misread cells in one column, one of them may explain the difference by chance
-    and lift the flag from the other when that one was read surely; and a digit misread
-    with a confident softmax (the needed digit below LIKELY_DIGIT) loses its flag beside a
-    doubtful cell the classifier points at.
+    Limits: a digit cut in two ("4" read "11") or two read as one is two edits and has no
+    digit ratio here, so such a cell is only a suspect by its own doubt (wrong cuts mostly
+    read with low confidence); and with two misread cells in one column, one of them may
+    explain the difference by chance and lift the flag from the other when that one was
+    read surely.
 
     A cell with ink that read as EMPTY (every piece judged "not a digit") is always a suspect:
     that judgement's confidence is not calibrated, and a number lost that way is what breaks a
@@ -620,20 +619,13 @@ def mismatch_suspects(
         return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
 
     if implied is not None:
-        ratios = [
-            _digit_ratio(cell, value) if ok else None
+        likely = [
+            ok and _digit_ratio(cell, value) >= LIKELY_DIGIT
             for ok, cell, value in zip(explains, cells, implied, strict=True)
         ]
-        pointed = [ratio is not None and ratio >= LIKELY_DIGIT for ratio in ratios]
-        # a digit lost or added has no ratio: it stays a culprit beside a cell pointed at
-        likely = [
-            p or (ok and ratio is None)
-            for p, ok, ratio in zip(pointed, explains, ratios, strict=True)
-        ]
         doubt = max_risk * failing(wrong)
-        tests = ((pointed, likely), (explains, explains), (possible, possible))
-        for evidence, culprits in tests:
-            if any(ok and w > doubt for ok, w in zip(evidence, wrong, strict=True)):
+        for culprits in (likely, explains, possible):
+            if any(ok and w > doubt for ok, w in zip(culprits, wrong, strict=True)):
                 wrong = [
                     w if ok else w * UNEXPLAINED_MISREADING
                     for w, ok in zip(wrong, culprits, strict=True)
@@ -645,20 +637,15 @@ def mismatch_suspects(
     return (suspects or set(range(len(cells)))) - exempt or set(range(len(cells)))
 
 
-def _digit_ratio(reading: NumberReading, value: int) -> float | None:
-    """How probable the classifier found ``value``'s digits against the ones read: piece by
-    piece (a product of probability ratios) when the text is its pieces' best digits, else
-    (read from another cut, or corrected by a rule) from the reading's alternatives (0 when
-    ``value`` is not among them). None when ``value`` has another number of digits (a digit
-    lost or added: the pieces cannot tell)."""
-    probs = reading.digit_probs
-    text = str(value)
-    if reading.text is None or len(text) != len(reading.text):
-        return None
-    best_digits = "".join(str(int(row[:10].argmax())) for row in probs)
-    if len(probs) != len(text) or best_digits != reading.text:
-        table = reading.value_table()
-        return table.get(value, 0.0) / max(table.get(reading.value, 0.0), 1e-12)
+def _digit_ratio(reading: NumberReading, value: int | None) -> float:
+    """How probable the classifier found ``value``'s digits against the ones read, piece by
+    piece (a product of probability ratios); 0 when ``value`` has another number of digits
+    than the pieces read."""
+    if value is None or reading.text is None:
+        return 0.0
+    text, probs = str(value), reading.digit_probs
+    if not len(text) == len(reading.text) == probs.shape[0]:
+        return 0.0
     ratio = 1.0
     for row, wanted, read in zip(probs, text, reading.text, strict=True):
         ratio *= float(row[int(wanted)]) / max(float(row[int(read)]), 1e-12)

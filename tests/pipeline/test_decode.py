@@ -358,18 +358,6 @@ def test_the_cell_whose_digits_could_be_what_it_must_be_is_the_suspect():
     assert flagged(result) == [3]
 
 
-def test_a_lost_digit_stays_a_suspect_beside_the_cell_the_classifier_points_at():
-    """22 + 52 + 31 = 105 read "2 + 52 + 31" (the "22" lost a digit, read surely): 20 short.
-    The "52" could be 72 (its 7 at 0.002), the "2" could be 22 by the lost digit, which no
-    digit probability can tell: both stay suspects; the "31" (51: its 5 at 0.00006) does not."""
-    rows = [reading("2", sure=0.999), reading("52", sure=0.9, alternatives={0: {7: 0.002}})]
-    rows.append(reading("31", sure=0.9995))
-    total = reading("105", sure=0.99999)
-    result = apply_sum_rule(rows, total, total)
-    assert result.flags == {Flag.SUM_MISMATCH} and result.changed == ()
-    assert flagged(result) == [0, 1]
-
-
 def test_a_cell_that_would_have_to_be_negative_is_not_the_suspect():
     """60 + 28 + 14 = 102 read "613 + 28 + 14 = 102" (a 0 cut into "13"): 553 over. No cell is
     one digit from what it must be, but of the rows only the "613" can be 553 less and stay a
