@@ -106,10 +106,6 @@ MISMATCH_RISK = 0.002
 # needs a second mistake to be wrong at all) and for two misreadings that hide each other
 # (``_lone_outlier``): a mistake that lands on one particular value of hundreds.
 UNEXPLAINED_MISREADING = 0.05
-# A cell's digits could be the ones its column needs when the classifier gave those at least
-# this share of the probability of the digits read (``mismatch_suspects``). Set once, on seed
-# 5 (100 telegrams per setting: 1e-3 accepted more cells than 1e-2, wrong accepted unchanged).
-LIKELY_DIGIT = 1e-3
 
 
 class Flag(StrEnum):
@@ -581,19 +577,13 @@ def mismatch_suspects(
     digit mistake (``one_misreading_apart``), each cell that could not would need a mistake
     of its own, so its p_i is scaled by UNEXPLAINED_MISREADING. A column that breaks by 30
     points at the "217" that was written "247", not at the "75" beside it (it would have to
-    be 105). Before that, the classifier's own probabilities: when a doubtful cell's pieces
-    read as the digits it must have are at least LIKELY_DIGIT as probable as the digits read
-    (``_digit_ratio``: "52" must be 53 and its second digit was a 3 at 0.002 against 0.9),
-    the cells of which that is not true are scaled the same way, though one digit mistake
-    explains them (off by 1, every "x2" is one digit from "x3"). Failing both, a count is
-    never negative: when a doubtful cell's implied value is possible, the cells whose
-    implied value is below 0 are scaled the same way (a column 553 over its total points at
-    the "613" written "60", not at the "28" beside it).
-    Limits: a digit cut in two ("4" read "11") or two read as one is two edits and has no
-    digit ratio here, so such a cell is only a suspect by its own doubt (wrong cuts mostly
-    read with low confidence); and with two misread cells in one column, one of them may
-    explain the difference by chance and lift the flag from the other when that one was
-    read surely.
+    be 105). Failing that, a count is never negative: when a doubtful cell's implied value is
+    possible, the cells whose implied value is below 0 are scaled the same way (a column
+    553 over its total points at the "613" written "60", not at the "28" beside it).
+    Limits: a digit cut in two ("4" read "11") or two read as one is two edits here,
+    so such a cell is only a suspect by its own doubt (wrong cuts mostly read with low
+    confidence); and with two misread cells in one column, one of them may explain the
+    difference by chance and lift the flag from the other when that one was read surely.
 
     A cell with ink that read as EMPTY (every piece judged "not a digit") is always a suspect:
     that judgement's confidence is not calibrated, and a number lost that way is what breaks a
@@ -619,12 +609,8 @@ def mismatch_suspects(
         return 1.0 - (1.0 - WRITER_SLIP) * math.prod(1.0 - w for w in risks)
 
     if implied is not None:
-        likely = [
-            ok and _digit_ratio(cell, value) >= LIKELY_DIGIT
-            for ok, cell, value in zip(explains, cells, implied, strict=True)
-        ]
         doubt = max_risk * failing(wrong)
-        for culprits in (likely, explains, possible):
+        for culprits in (explains, possible):
             if any(ok and w > doubt for ok, w in zip(culprits, wrong, strict=True)):
                 wrong = [
                     w if ok else w * UNEXPLAINED_MISREADING
@@ -635,21 +621,6 @@ def mismatch_suspects(
     suspects |= {i for i, c in enumerate(cells) if c.text == "" and c.digit_probs.shape[0] > 0}
     # a column that does not add up always sends some cell to review
     return (suspects or set(range(len(cells)))) - exempt or set(range(len(cells)))
-
-
-def _digit_ratio(reading: NumberReading, value: int | None) -> float:
-    """How probable the classifier found ``value``'s digits against the ones read, piece by
-    piece (a product of probability ratios); 0 when ``value`` has another number of digits
-    than the pieces read."""
-    if value is None or reading.text is None:
-        return 0.0
-    text, probs = str(value), reading.digit_probs
-    if not len(text) == len(reading.text) == probs.shape[0]:
-        return 0.0
-    ratio = 1.0
-    for row, wanted, read in zip(probs, text, reading.text, strict=True):
-        ratio *= float(row[int(wanted)]) / max(float(row[int(read)]), 1e-12)
-    return ratio
 
 
 def _doubt(reading: NumberReading) -> float:

@@ -345,19 +345,6 @@ def test_without_a_doubtful_cell_that_explains_it_the_difference_clears_no_cell(
     assert mismatch_suspects(cells, implied=[47, 45, 9, 74]) == {0, 1, 3}
 
 
-def test_the_cell_whose_digits_could_be_what_it_must_be_is_the_suspect():
-    """92 + 34 + 51 + 53 = 230 read with "52" (0.9 sure; a 3 at 0.002: too unlikely for a
-    correction). One short: every row is one digit from one more, but only the "52" was
-    given the digits it needs at more than a thousandth of those read; the sure rows around
-    it stay accepted."""
-    rows = [reading(text, sure=0.9995) for text in ("92", "34", "51")]
-    rows.append(reading("52", sure=0.9, alternatives={1: {3: 0.002}}))
-    total = reading("230", sure=0.99999)
-    result = apply_sum_rule(rows, total, total)
-    assert result.flags == {Flag.SUM_MISMATCH} and result.changed == ()
-    assert flagged(result) == [3]
-
-
 def test_a_cell_that_would_have_to_be_negative_is_not_the_suspect():
     """60 + 28 + 14 = 102 read "613 + 28 + 14 = 102" (a 0 cut into "13"): 553 over. No cell is
     one digit from what it must be, but of the rows only the "613" can be 553 less and stay a
