@@ -595,10 +595,11 @@ def mismatch_suspects(
     not suspects, not even of a column of sure readings, unless one digit mistake turns them
     into the value the rows imply (the same writer's "208" read "20" in both).
     """
-    possible = [value is not None and value >= 0 for value in implied or [None] * len(cells)]
+    needed = implied if implied is not None else [None] * len(cells)
+    possible = [value is not None and value >= 0 for value in needed]
     explains = [
         ok and cell.text is not None and one_misreading_apart(cell.text, value)
-        for ok, cell, value in zip(possible, cells, implied or [None] * len(cells), strict=True)
+        for ok, cell, value in zip(possible, cells, needed, strict=True)
     ]
     # a total and sobres read alike stay suspects when they could both have lost (or gained)
     # the digit the rows say: one writer's "208" read "20" twice
@@ -663,7 +664,7 @@ def _apply(
     agreeing: frozenset[int] = frozenset(),
 ) -> SumRuleResult:
     """Shared driver: solve, then write the values back. expand[v] lists the cells of variable v;
-    agreeing: cells never suspected (``mismatch_suspects``)."""
+    agreeing: cells another reading confirms (``mismatch_suspects``)."""
     solution = _solve(variables, coefficients, max_changes, weight)
     if solution.consistent_as_read and solution.posterior < min_posterior:
         # Satisfied as read, but rival consistent readings are too close to raise confidences.
@@ -710,9 +711,10 @@ def apply_sum_rule(
     the most probable consistent reading with <= max_changes changed cells is taken if its
     posterior >= min_posterior (changed cells get CORRECTED_BY_SUM); otherwise values are left
     as read, the result's flags are {SUM_MISMATCH} and the cells that may be the misread one
-    (``mismatch_suspects``) get SUM_MISMATCH: never a total and a sobres read alike, and only
-    the total (or sobres) when it alone disagrees with rows that add up to the other
-    (``_lone_outlier``, ``SumRuleResult.lone_suspect``).
+    (``mismatch_suspects``) get SUM_MISMATCH: not a total and a sobres read alike (unless one
+    digit mistake makes them what the rows imply), and only the total (or sobres), with the
+    rows that two hidden misreadings may explain, when it alone disagrees with rows that add
+    up to the other (``_lone_outlier``, ``SumRuleResult.lone_suspect``).
     """
     rows = list(column)
     cells = rows + [total] + ([sobres] if sobres is not None else [])
@@ -721,7 +723,7 @@ def apply_sum_rule(
     expand = [[i] for i in range(len(rows))] + [
         [len(rows)] + ([len(rows) + 1] if sobres is not None else [])
     ]
-    # a total and a sobres read alike confirm each other: never suspects
+    # a total and a sobres read alike confirm each other (``mismatch_suspects``' agreeing)
     agrees = sobres is not None and total.value is not None and total.value == sobres.value
     result = _apply(
         cells,
