@@ -78,6 +78,8 @@ def _background_level(grey: np.ndarray) -> float:
     if min(grey.shape) <= 2:
         return median(grey)
     border = _border(grey)
+    if not border.any():  # a crop padded with black (the pipeline's): its median, cheaply
+        return 0.0
     light_share = np.count_nonzero(border > 127.5) / border.size
     if 0.3 < light_share < 0.7:
         return median(grey)
@@ -115,7 +117,7 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
     # median is not ink. Border pixels brighter than half the ink are ink touching the edge.
     border = _border(ink) if min(ink.shape) > 2 else np.zeros(0, np.float32)
     background = border[border < 0.5 * top]
-    noise = percentile(background, 98) if background.size else 0.0
+    noise = percentile(background, 98) if background.any() else 0.0
     floor = min(max(INK_FLOOR * top, 1.5 * noise), 0.35 * top)
     ink[ink <= floor] = 0.0
     if not ink.any():
@@ -128,9 +130,8 @@ def ink_white_on_black(image: np.ndarray) -> np.ndarray:
 
 def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the nonzero pixels, bottom/right exclusive."""
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    x, y, width, height = cv2.boundingRect((ink != 0).view(np.uint8))  # 1/3 of np.any per axis
+    return y, y + height, x, x + width
 
 
 def _resize(ink: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -173,7 +174,8 @@ def reframe_mnist(image: np.ndarray) -> np.ndarray:
     offset_x = min(max(round(FRAME / 2 - centre_x), 0), FRAME - new_w)
     frame = np.zeros((FRAME, FRAME), np.float32)
     frame[offset_y : offset_y + new_h, offset_x : offset_x + new_w] = box
-    return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    # The ink is 0..255 and both resizes interpolate, so only rounding can pass 255.
+    return np.minimum(np.rint(frame, out=frame), 255.0, out=frame).astype(np.uint8)
 
 
 def reframe_paper(image: np.ndarray, margin_ratio: float = 0.2) -> np.ndarray:
