@@ -204,7 +204,7 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
     grey = np.arange(256, dtype=np.float32)
     if array.max() <= 1:
         grey = grey * 255.0
-    if float(histogram_median(counts, grey)) < 128.0:  # light ink on a dark background
+    if _median_below_128(counts, grey):  # light ink on a dark background
         grey = 255.0 - grey
     paper = histogram_percentile(counts, grey, 90)
     ink_levels = np.clip(paper - grey, 0.0, 255.0)
@@ -212,6 +212,20 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
 
 
 # --------------------------------------------------------------------------- strike-through
+
+
+def _median_below_128(counts: np.ndarray, grey: np.ndarray) -> bool:
+    """``histogram_median(counts, grey) < 128``, grey ascending, mostly from one count: the
+    median is below 128 when more than half the pixels are, and not when at most half less
+    one are; only an even split needs the median's two middle values."""
+    size = int(counts.sum())
+    half = size // 2
+    below = int(counts[grey < 128.0].sum())
+    if below > half:
+        return True
+    if below < half or size % 2:
+        return False
+    return bool(histogram_median(counts, grey) < 128.0)
 
 
 def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -327,6 +341,17 @@ class _Group:
         self.x0, self.y0 = min(self.x0, other.x0), min(self.y0, other.y0)
         self.x1, self.y1 = max(self.x1, other.x1), max(self.y1, other.y1)
         self.area += other.area
+
+
+def _without_remnants(
+    groups: list[_Group], height: int, width: int, lines: Box | None
+) -> tuple[list[_Group], list[_Group]]:
+    """(the groups that are not line remnants, the remnants), each in the groups' order."""
+    kept: list[_Group] = []
+    remnants: list[_Group] = []
+    for group in groups:
+        (remnants if _is_line_remnant(group, height, width, lines) else kept).append(group)
+    return kept, remnants
 
 
 def _is_line_remnant(group: _Group, height: int, width: int, lines: Box | None = None) -> bool:
@@ -1141,8 +1166,7 @@ def segment_cell(
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     groups = [_group_of(stats, label) for label in range(1, count)]
-    remnants = [g for g in groups if _is_line_remnant(g, height, width, lines)]
-    groups = [g for g in groups if not _is_line_remnant(g, height, width, lines)]
+    groups, remnants = _without_remnants(groups, height, width, lines)
 
     struck = False
     if groups:
@@ -1160,8 +1184,8 @@ def segment_cell(
     groups = [g for g in groups if g.area >= 3]
     groups = _merge_overlapping(groups)
     if lines is not None:  # dotted lines only show as remnants once their dots are merged
-        remnants += [g for g in groups if _is_line_remnant(g, height, width, lines)]
-        groups = [g for g in groups if not _is_line_remnant(g, height, width, lines)]
+        groups, more = _without_remnants(groups, height, width, lines)
+        remnants += more
     # Erasing a strike also erases what it covered (a 4's bar): reattach farther pieces.
     groups, specks = _attach_small(groups, reach=0.4 if struck else 0.15)
     # A number crossed out beside its correction: drop it, read the correction, flag the cell.
