@@ -349,8 +349,8 @@ _UPSERT_RECOGNITION = _upsert(
     ("mesa_code", "form", "fit_score", "votantes", "sobres", "diferencia", "header", "is_current"),
 ).returning(Recognition.__table__.c.id, Recognition.__table__.c.scan_id)
 # RETURNING makes SQLAlchemy send the rows in multi-row INSERTs of up to 1,000 rows
-# ("insertmanyvalues"); without it, since SQLAlchemy 2.1, an ON CONFLICT DO UPDATE is sent one
-# row per statement: 720 round trips and 240 ms for a chunk of eight 90-cell telegrams. The
+# ("insertmanyvalues"); without it, SQLAlchemy 2.1 sends an INSERT with an ON CONFLICT clause
+# one row per statement: 720 round trips and 240 ms for a chunk of eight 90-cell telegrams. The
 # rows of one call never share a key (one reading per scan, one cell per field), so a batch
 # cannot meet a row twice.
 _UPSERT_CELL = _upsert(

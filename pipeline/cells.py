@@ -242,7 +242,8 @@ class StrokePage:
 
     image: (H, W) uint8, white paper, strokes at full strength, printing and noise removed;
     labels: (H, W) int32 piece of ink of each pixel (0 = none); area: (n,) pixels per piece;
-    boxes: (n, 4) x, y, width, height of each piece; faint: (H, W) bool, the pixels of the
+    boxes: (n, 4) x, y, width, height of each piece (as cv2.connectedComponentsWithStats gives
+    them; row 0, the paper's, is not used); faint: (H, W) bool, the pixels of the
     pieces removed as too weak for a stroke though FAINT_MARK_AREA or larger.
     """
 
@@ -295,11 +296,11 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     )
     area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
     boxes = stats[:, : cv2.CC_STAT_AREA].astype(np.int64)  # x, y, width, height
-    where = np.flatnonzero(low)  # the labelled pixels
-    pixel_labels = labels.ravel()[where]
     if count <= 1:
         blank = np.full(image.shape, PAPER, np.uint8)
         return StrokePage(blank, labels, area, boxes, np.zeros(image.shape, bool))
+    where = np.flatnonzero(low)  # the labelled pixels
+    pixel_labels = labels.ravel()[where]
     peaks = np.full(count, -np.inf, np.float32)  # strongest ink of each piece
     np.maximum.at(peaks, pixel_labels, ink.ravel()[where])
     peaks[0] = 0.0

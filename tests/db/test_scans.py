@@ -251,7 +251,8 @@ def test_a_chunks_cells_are_written_in_multi_row_statements(
 
     def count(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.startswith("INSERT INTO cell_reading"):
-            # a multi-row INSERT numbers its parameters per row: %(value__0)s, %(value__1)s...
+            # A multi-row INSERT numbers its parameters per row: %(value__0)s, %(value__1)s...
+            # (``executemany`` is no guide: SQLAlchemy sets it for its batches too.)
             rows_per_statement.append(statement.count("%(value__"))
 
     event.listen(engine, "before_cursor_execute", count)
@@ -267,7 +268,7 @@ def test_a_chunks_cells_are_written_in_multi_row_statements(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert written == 4 * 32
-    assert rows_per_statement == [128]  # not 128 single-row INSERTs
+    assert rows_per_statement == [128]  # not one single-row INSERT run 128 times ([0])
     with engine.connect() as connection:
         stored = connection.execute(text("SELECT count(*) FROM cell_reading")).scalar_one()
     assert stored == 128
