@@ -65,3 +65,17 @@ def histogram_percentile(counts: np.ndarray, levels: np.ndarray, q: float) -> fl
     below = math.floor(virtual)
     at = np.searchsorted(cumulative, [below, below + 1], side="right")
     return float(_interpolate(values[at[0]], values[at[1]], virtual - below))
+
+
+def histogram_median_below(counts: np.ndarray, levels: np.ndarray, bound: float) -> bool:
+    """``histogram_median(counts, levels) < bound``, mostly from one count: the median is below
+    ``bound`` when more than half the values are, and not when fewer than half are (or exactly
+    half of an odd number); only an even split needs the two middle values."""
+    size = int(counts.sum())
+    half = size // 2
+    below = int(counts[levels < bound].sum())
+    if below > half:
+        return True
+    if below < half or size % 2:
+        return False
+    return bool(histogram_median(counts, levels) < bound)

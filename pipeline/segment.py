@@ -47,7 +47,11 @@ import numpy as np
 
 from pipeline.decode import NOT_A_DIGIT
 from pipeline.errors import BadInput
-from pipeline.quantiles import histogram_median, histogram_percentile, median
+from pipeline.quantiles import (
+    histogram_median_below,
+    histogram_percentile,
+    median,
+)
 
 # Ink must be this many grey levels darker than the paper to count at all (scanner noise).
 MIN_INK = 60
@@ -204,7 +208,7 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
     grey = np.arange(256, dtype=np.float32)
     if array.max() <= 1:
         grey = grey * 255.0
-    if _median_below_128(counts, grey):  # light ink on a dark background
+    if histogram_median_below(counts, grey, 128.0):  # light ink on a dark background
         grey = 255.0 - grey
     paper = histogram_percentile(counts, grey, 90)
     ink_levels = np.clip(paper - grey, 0.0, 255.0)
@@ -212,20 +216,6 @@ def _uint8_ink(array: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
 
 
 # --------------------------------------------------------------------------- strike-through
-
-
-def _median_below_128(counts: np.ndarray, grey: np.ndarray) -> bool:
-    """``histogram_median(counts, grey) < 128``, grey ascending, mostly from one count: the
-    median is below 128 when more than half the pixels are, and not when at most half less
-    one are; only an even split needs the median's two middle values."""
-    size = int(counts.sum())
-    half = size // 2
-    below = int(counts[grey < 128.0].sum())
-    if below > half:
-        return True
-    if below < half or size % 2:
-        return False
-    return bool(histogram_median(counts, grey) < 128.0)
 
 
 def _longest_runs(mask: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

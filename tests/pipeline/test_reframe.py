@@ -71,6 +71,15 @@ def test_both_polarities_give_the_same_frame():
     assert difference.max() <= 1
 
 
+def test_a_black_padded_crop_frames_exactly_as_its_negative():
+    """The pipeline's crops are white ink padded with black, whose background is taken as 0
+    without measuring it; their negatives (dark ink on white) go the measured way."""
+    digits, _ = load_mnist_sample()
+    for digit in digits[:50]:
+        crop = np.pad(digit[3:-3, 3:-3], 4)
+        assert np.array_equal(reframe_digit(crop), reframe_digit(255 - crop))
+
+
 def test_colour_binary_and_float_inputs_are_accepted():
     grey = scanned_seven()
     colour = np.dstack([grey, grey, grey])
