@@ -4,7 +4,9 @@ Everything works on (28, 28) uint8 digits, white ink on black, drawn into a 44x4
 warps do not cut strokes off, and ends with ``reframe_digit`` so that training digits look
 exactly like what the pipeline feeds the model.
 
-* ``argentine_one``: adds the long diagonal up-stroke ("flag") Argentine writers put on a 1.
+* ``argentine_one``: adds the long diagonal up-stroke ("flag") Argentine writers put on a 1;
+  ``branched_one`` the other common form, the flag leaving the stem partway down (an
+  upside-down "y"); ``flagged_ones`` rewrites a share of a digit set's 1s either way.
 * ``crossed_seven``: adds a horizontal bar through the stem of a 7; ``hooked_seven`` a short
   down-stroke at the left end of its top bar.
 * ``distort``: rotation, shear/slant, independent x/y scale, stroke thickness (dilate/erode),
@@ -15,6 +17,8 @@ exactly like what the pipeline feeds the model.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import cv2
 import numpy as np
@@ -72,6 +76,54 @@ def argentine_one(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x_bottom = float(np.flatnonzero(canvas[bottom - 1 : bottom + 1].max(axis=0) > 64).mean())
         _line(canvas, (x_bottom - half, bottom), (x_bottom + half, bottom), int(rng.integers(2, 4)))
     return canvas
+
+
+def branched_one(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add a flag that leaves the stem of a 1 partway down and curves down-left, flattening
+    towards its end (in place; returns canvas).
+
+    The form of every 1 on the real 2019 telegram (../shared/data/telegrams): the stroke
+    joins the stem at 30-60% of its height and ends at 75-100%, about half the height to the
+    left. Read by a model that never saw it, it is a "4" (the flag's flat end a crossbar).
+    """
+    box = _ink_box(canvas)
+    if box is None:
+        return canvas
+    top, bottom, _, _ = box
+    height = bottom - top + 1
+    y_join = int(round(top + height * rng.uniform(0.3, 0.6)))
+    stem_cols = np.flatnonzero(canvas[y_join] > 64)
+    if stem_cols.size == 0:
+        return canvas
+    start = np.array([float(stem_cols.mean()), float(y_join)])
+    end = start + height * np.array([-rng.uniform(0.3, 0.55), 0.0])
+    end[1] = top + height * rng.uniform(0.75, 1.0)
+    # A quadratic Bezier: steep where it leaves the stem, flatter at its end; bend 0 = straight.
+    bend = rng.uniform(0.0, 0.7)
+    steep = start + np.array([0.3, 0.9]) * (end - start)
+    control = (1 - bend) * (start + end) / 2 + bend * steep
+    t = np.linspace(0.0, 1.0, 9)[:, None]
+    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
+    thickness = int(rng.integers(2, 4))
+    for p0, p1 in zip(points[:-1], points[1:], strict=True):
+        _line(canvas, p0, p1, thickness)
+    return canvas
+
+
+def flagged_ones(
+    x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator
+) -> np.ndarray:
+    """x (N, 28, 28) uint8 MNIST-format digits with labels y (N,) -> a copy in which ``share``
+    of the 1s carry a flag (``argentine_one`` or ``branched_one``, half each), reframed.
+    """
+    out = x.copy()
+    for index in np.flatnonzero(y == 1):
+        if rng.random() >= share:
+            continue
+        flag = argentine_one if rng.random() < 0.5 else branched_one
+        with contextlib.suppress(BadInput):  # no ink to reframe: the plain 1 stays
+            out[index] = reframe_digit(flag(to_canvas(x[index]), rng))
+    return out
 
 
 def hooked_seven(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -270,11 +322,20 @@ def digit_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) 
     return reframe_digit(canvas)
 
 
-def augment_digit(digit: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
-    """One augmented, reframed version of a (28, 28) uint8 digit with the given label."""
+def augment_digit(
+    digit: np.ndarray, label: int, rng: np.random.Generator, branched_ones: bool = False
+) -> np.ndarray:
+    """One augmented, reframed version of a (28, 28) uint8 digit with the given label.
+
+    branched_ones: a flagged 1's flag is ``branched_one``'s half of the time, else always
+    ``argentine_one``'s (as the shipped base model was trained).
+    """
     canvas = to_canvas(digit)
     if label == 1 and rng.random() < 0.55:
-        canvas = argentine_one(canvas, rng)
+        if branched_ones and rng.random() >= 0.5:
+            canvas = branched_one(canvas, rng)
+        else:
+            canvas = argentine_one(canvas, rng)
     elif label == 7:
         if rng.random() < 0.35:
             canvas = crossed_seven(canvas, rng)
@@ -296,9 +357,11 @@ def augmented_epoch(
     rng: np.random.Generator,
     junk_share: float = 0.1,
     pair_share: float = 0.08,
+    branched_ones: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus not-a-digit images:
     ``junk_share * N`` blobs/dashes/specks/corners and ``pair_share * N`` merged digit pairs.
+    branched_ones: as in ``augment_digit``.
 
     Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + the not-a-digit images.
     """
@@ -306,7 +369,7 @@ def augmented_epoch(
     n_pairs = int(round(pair_share * len(x)))
     out = np.zeros((len(x) + n_junk + n_pairs, 28, 28), np.uint8)
     for index in range(len(x)):
-        out[index] = augment_digit(x[index], int(y[index]), rng)
+        out[index] = augment_digit(x[index], int(y[index]), rng, branched_ones)
     for index in range(len(x), len(x) + n_junk):
         out[index] = junk(rng)
     partners = rng.integers(0, len(x), size=(n_pairs, 2))

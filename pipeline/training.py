@@ -339,6 +339,11 @@ def card_path(model_file: Path) -> Path:
 # Synthetic telegrams ``adapt`` reads, as shares of its ``telegrams``: scan quality -> share.
 ADAPT_QUALITIES = (("typical", 0.6), ("clean", 0.2), ("hard", 0.2))
 ADAPT_FORM = "arg-2023-general"
+# How many: 1,500 give ~79,000 digits, 500 gave 26,000; adapted on 1,500, the model misread
+# fewer of the digits cut from held-out telegrams (BENCHMARKS.md, 2026-12-05).
+ADAPT_TELEGRAMS = 1500
+# MNIST train digits per epoch beside the harvested ones (0: as many as harvested).
+ADAPT_MNIST_PER_EPOCH = 25_000
 
 
 def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM):
@@ -396,10 +401,22 @@ def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM)
     return x, np.asarray(labels, np.int32), counts
 
 
-def write_train_bank(data: MnistData, path: Path) -> Path:
+def write_train_bank(
+    data: MnistData, path: Path, rng: np.random.Generator, flagged_ones: float = 0.0
+) -> Path:
     """MNIST train as a ``pipeline.synth`` digit bank (keys x, y): the telegrams ``adapt``
-    learns from are written with digits the evaluation telegrams never use."""
-    np.savez(path, x=data.x_train, y=data.y_train)
+    learns from are written with digits the evaluation telegrams never use.
+
+    flagged_ones: share of the 1s given an Argentine flag (``augment.flagged_ones``). MNIST's
+    1s are plain strokes, and a model adapted on telegrams of plain 1s forgets the flagged
+    ones its base learnt from augmentation (the real 2019 telegram's 1s read "4").
+    """
+    from pipeline import augment
+
+    x = data.x_train
+    if flagged_ones > 0:
+        x = augment.flagged_ones(x, data.y_train, flagged_ones, rng)
+    np.savez(path, x=x, y=data.y_train)
     return path
 
 
@@ -407,19 +424,24 @@ def adapt(
     base: Path,
     data: MnistData,
     workdir: Path,
-    telegrams: int = 500,
+    telegrams: int = ADAPT_TELEGRAMS,
     seed: int = 501,
     epochs: int = 3,
     learning_rate: float = 3e-4,
     log: Callable = print,
+    flagged_ones: float = 0.0,
+    mnist_per_epoch: int = ADAPT_MNIST_PER_EPOCH,
 ) -> tuple[object, dict]:
     """Fine-tune the model in ``base`` (.keras) on pipeline-framed telegram digits.
 
     Writes ``telegrams`` synthetic telegrams (``ADAPT_QUALITIES``, seeds ``seed``, ``seed`` + 1,
     ...) with MNIST train digits into ``workdir``, harvests their digits with the base model
     (``harvest_telegram_digits``), keeps 10% of them aside to report, and trains ``epochs``
-    epochs, each on the harvested digits twice plus 25,000 MNIST train digits clean and
-    augmented (with not-a-digit images), Adam at ``learning_rate``. Returns (model, facts).
+    epochs, each on the harvested digits twice plus ``mnist_per_epoch`` MNIST train digits
+    (0: as many as were harvested, at most all) clean and augmented (with not-a-digit
+    images), Adam at ``learning_rate``. flagged_ones: share of the telegrams' 1s written with
+    an Argentine flag (``write_train_bank``); when above 0 the augmentation draws the
+    branched flag too (``augment.branched_one``). Returns (model, facts).
     """
     import keras
 
@@ -431,7 +453,7 @@ def adapt(
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
-    bank = write_train_bank(data, Path(workdir) / "mnist_train_bank.npz")
+    bank = write_train_bank(data, Path(workdir) / "mnist_train_bank.npz", rng, flagged_ones)
     classifier = get_classifier(str(base))
     parts_x, parts_y, harvest_counts = [], [], {}
     for offset, (quality, share) in enumerate(ADAPT_QUALITIES):
@@ -456,6 +478,9 @@ def adapt(
     train = order[len(order) // 10 :]
     x_mnist = reframe_many(data.x_train)
     y_mnist = data.y_train.astype(np.int32)
+    if mnist_per_epoch <= 0:
+        mnist_per_epoch = len(train)
+    mnist_per_epoch = min(mnist_per_epoch, len(x_mnist))
     model = keras.models.load_model(base)
 
     def harvest_accuracy() -> float:
@@ -472,9 +497,9 @@ def adapt(
     )
     for epoch in range(epochs):
         tick = time.time()
-        sample = rng.choice(len(x_mnist), 25_000, replace=False)
+        sample = rng.choice(len(x_mnist), mnist_per_epoch, replace=False)
         x_aug, y_aug = augment.augmented_epoch(
-            x_mnist[sample], y_mnist[sample], rng, JUNK_SHARE, PAIR_SHARE
+            x_mnist[sample], y_mnist[sample], rng, JUNK_SHARE, PAIR_SHARE, flagged_ones > 0
         )
         x_epoch = np.concatenate([harvest_x[train], harvest_x[train], x_mnist[sample], x_aug])
         y_epoch = np.concatenate([harvest_y[train], harvest_y[train], y_mnist[sample], y_aug])
@@ -493,10 +518,10 @@ def adapt(
         "adaptation": (
             f"fine-tuned {epochs} epochs (Adam {learning_rate:g}) on the digits the pipeline "
             f"cut from {telegrams} synthetic {ADAPT_FORM} telegrams written with MNIST train "
-            "digits (qualities "
+            f"digits, {flagged_ones:.0%} of the 1s with an Argentine flag (qualities "
             + ", ".join(f"{q} {share:.0%}" for q, share in ADAPT_QUALITIES)
-            + f"; seeds from {seed}), each twice per epoch, plus 25,000 MNIST train digits "
-            "clean and augmented with not-a-digit images per epoch"
+            + f"; seeds from {seed}), each twice per epoch, plus {mnist_per_epoch:,} MNIST "
+            "train digits clean and augmented with not-a-digit images per epoch"
         ),
         "harvest": {
             "digits": int(len(harvest_x)),
@@ -509,4 +534,51 @@ def adapt(
         "training_seconds": round(time.time() - started, 1),
         "usps_used_for_training": False,
     }
+    return model, facts
+
+
+def average_models(paths: list[Path]) -> tuple[object, dict]:
+    """The element-wise mean of the weights of several .keras models (a uniform "model soup").
+
+    Meant for models fine-tuned from one base (``adapt`` runs with other data or seeds): they
+    stay in one basin of the loss, where the mean reads better than a typical member, and
+    the run-to-run swing of any one of them (a few digits of MNIST test, a wide 0 read whole
+    or cut) averages out. Models of other shapes raise BadInput. Returns (model, facts).
+    """
+    import keras
+
+    if len(paths) < 2:
+        raise BadInput(f"averaging needs at least two models, got {len(paths)}")
+    models = [keras.models.load_model(path) for path in paths]
+    shapes = [[w.shape for w in model.get_weights()] for model in models]
+    for path, shape in zip(paths[1:], shapes[1:], strict=True):
+        if shape != shapes[0]:
+            raise BadInput(f"{path}: its weights are not shaped like those of {paths[0]}")
+    weights = [model.get_weights() for model in models]
+    model = models[0]
+    model.set_weights([np.mean(layer, axis=0) for layer in zip(*weights, strict=True)])
+    ingredients = []
+    seeds, epochs = set(), set()
+    for path in paths:
+        card_file = card_path(path)
+        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+        seeds.add(card.get("seed"))
+        epochs.add(card.get("epochs"))
+        ingredients.append(
+            {
+                "file": Path(path).name,
+                "sha256": sha256_file(Path(path)),
+                "command": card.get("command"),
+                "adaptation": card.get("adaptation"),
+            }
+        )
+    first = json.loads(card_path(paths[0]).read_text()) if card_path(paths[0]).is_file() else {}
+    facts = {
+        key: first.get(key)
+        for key in ("training_data", "base_weights_sha256", "base_command", "adapted_from")
+    }
+    # Seed and epochs of the members when they share them (None when unknown or unlike).
+    facts["seed"] = seeds.pop() if len(seeds) == 1 else None
+    facts["epochs"] = epochs.pop() if len(epochs) == 1 else None
+    facts["averaged_from"] = ingredients
     return model, facts

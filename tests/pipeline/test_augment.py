@@ -8,7 +8,9 @@ from pipeline.augment import (
     NOT_A_DIGIT,
     argentine_one,
     augmented_epoch,
+    branched_one,
     crossed_seven,
+    flagged_ones,
     junk,
     to_canvas,
 )
@@ -29,6 +31,25 @@ def test_argentine_one_adds_an_up_stroke_left_of_the_top():
     lower_left = canvas[26:, :21]
     assert upper_left.max() > 128
     assert lower_left.max() < 128 or upper_left.sum() > lower_left.sum()
+
+
+def test_branched_one_adds_a_flag_from_partway_down_the_stem_to_the_lower_left():
+    for seed in range(10):
+        canvas = branched_one(to_canvas(vertical_stroke()), np.random.default_rng(seed))
+        # The stem spans columns 21..23 and rows 12..31: left of it, the top of the 1 stays
+        # bare and the flag's end lies in its lower half, well left of the stem.
+        assert canvas[12:17, :20].max() < 64
+        assert canvas[22:34, :17].max() > 128
+
+
+def test_flagged_ones_changes_only_a_share_of_the_ones():
+    x, y = load_mnist_sample()
+    out = flagged_ones(x, y, 0.5, np.random.default_rng(4))
+    changed = (out != x).any(axis=(1, 2))
+    ones = y == 1
+    assert not changed[~ones].any()
+    assert 0.3 < changed[ones].mean() < 0.7
+    assert out.dtype == np.uint8 and out.shape == x.shape
 
 
 def test_crossed_seven_adds_a_bar_through_the_middle_of_the_stem():

@@ -40,3 +40,44 @@ def test_harvested_labels_line_up_with_the_digits(harvest):
     _, (x, y, _) = harvest
     read = classifier().predict_proba(x).argmax(axis=1)
     assert (read == y).mean() >= 0.9
+
+
+# ------------------------------------------------------------------------ averaged models
+
+
+def _saved_model(path, seed: int, width: int = 4):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(width, bias_initializer="random_normal"),
+        ]
+    )
+    model.save(path)
+    return model.get_weights()
+
+
+def test_averaged_model_holds_the_mean_of_its_members_weights(tmp_path):
+    from pipeline.training import average_models
+
+    paths = [tmp_path / f"m{seed}.keras" for seed in (1, 2, 3)]
+    members = [_saved_model(path, seed) for seed, path in zip((1, 2, 3), paths, strict=True)]
+    model, facts = average_models(paths)
+    for layer, averaged in enumerate(model.get_weights()):
+        expected = np.mean([weights[layer] for weights in members], axis=0)
+        assert np.allclose(averaged, expected, atol=1e-6)
+        assert not np.allclose(averaged, members[0][layer])
+    assert [item["file"] for item in facts["averaged_from"]] == ["m1.keras", "m2.keras", "m3.keras"]
+
+
+def test_models_of_other_shapes_are_not_averaged(tmp_path):
+    from pipeline.errors import BadInput
+    from pipeline.training import average_models
+
+    _saved_model(tmp_path / "narrow.keras", 1, width=4)
+    _saved_model(tmp_path / "wide.keras", 2, width=5)
+    with pytest.raises(BadInput, match="wide.keras"):
+        average_models([tmp_path / "narrow.keras", tmp_path / "wide.keras"])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import BadInput
+from pipeline.training import ADAPT_MNIST_PER_EPOCH, ADAPT_TELEGRAMS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,11 +43,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--mnist", type=Path, help="mnist.npz (as for train)")
     adapt.add_argument("--out", type=Path, required=True, metavar="FILE.keras")
     adapt.add_argument("--usps", type=Path, help="usps.npz: a final check on the card")
-    adapt.add_argument("--telegrams", type=int, default=500, help="synthetic telegrams (500)")
+    adapt.add_argument(
+        "--telegrams",
+        type=int,
+        default=ADAPT_TELEGRAMS,
+        help=f"synthetic telegrams ({ADAPT_TELEGRAMS})",
+    )
+    adapt.add_argument(
+        "--flagged-ones",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the telegrams' 1s written with an Argentine flag (0)",
+    )
+    adapt.add_argument(
+        "--mnist-per-epoch",
+        type=int,
+        default=ADAPT_MNIST_PER_EPOCH,
+        metavar="N",
+        help=f"MNIST train digits per epoch ({ADAPT_MNIST_PER_EPOCH}; 0: as many as harvested)",
+    )
     adapt.add_argument("--seed", type=int, default=501)
     adapt.add_argument("--epochs", type=int, default=3)
     adapt.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
     adapt.set_defaults(func=run_adapt)
+
+    average = subparsers.add_parser(
+        "average",
+        help="average the weights of models fine-tuned from one base (a uniform model soup)",
+    )
+    average.add_argument("models", nargs="+", type=Path, metavar="MODEL.keras")
+    average.add_argument("--out", type=Path, required=True, metavar="FILE.keras")
+    average.add_argument("--mnist", type=Path, help="mnist.npz: the test figures on the card")
+    average.add_argument("--usps", type=Path, help="usps.npz: a final check on the card")
+    average.set_defaults(func=run_average)
 
     evaluate = subparsers.add_parser("evaluate", help="measure a digit model")
     kinds = evaluate.add_subparsers(dest="evaluate_command", required=True, metavar="WHAT")
@@ -131,6 +161,11 @@ def run_adapt(args: argparse.Namespace) -> int:
         raise BadInput(f"--base: no such model file: {args.base}")
     if args.telegrams < 10 or args.epochs < 1:
         raise BadInput("--telegrams must be at least 10 and --epochs at least 1")
+    if not 0.0 <= args.flagged_ones <= 1.0 or args.mnist_per_epoch < 0:
+        raise BadInput(
+            f"--flagged-ones must be a share from 0 to 1 (got {args.flagged_ones}) and "
+            f"--mnist-per-epoch at least 0 (got {args.mnist_per_epoch})"
+        )
     import tempfile
 
     import tensorflow as tf
@@ -149,7 +184,15 @@ def run_adapt(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="escrutinio-adapt-") as workdir:
         model, facts = training.adapt(
-            args.base, data, Path(workdir), args.telegrams, args.seed, args.epochs, log=log
+            args.base,
+            data,
+            Path(workdir),
+            args.telegrams,
+            args.seed,
+            args.epochs,
+            log=log,
+            flagged_ones=args.flagged_ones,
+            mnist_per_epoch=args.mnist_per_epoch,
         )
     facts = {
         "training_data": base_card.get("training_data", "see the base model's card"),
@@ -158,6 +201,22 @@ def run_adapt(args: argparse.Namespace) -> int:
         **facts,
         "command": " ".join(["escrutinio", *sys.argv[1:]]),
     }
+    return _save_with_card(model, facts, data, args)
+
+
+def run_average(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for path in [*args.models, args.out]:
+        if path.suffix != ".keras":
+            raise BadInput(f"models must be .keras files: {path}")
+    for path in args.models:
+        if not path.is_file():
+            raise BadInput(f"no such model file: {path}")
+    from pipeline import training
+
+    data = training.load_mnist(args.mnist)
+    model, facts = training.average_models(args.models)
+    facts["command"] = " ".join(["escrutinio", *sys.argv[1:]])
     return _save_with_card(model, facts, data, args)
 
 
