@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -402,20 +402,20 @@ def harvest_telegram_digits(directory: Path, classifier, form: str = ADAPT_FORM)
 
 
 def write_train_bank(
-    data: MnistData, path: Path, rng: np.random.Generator, flagged_ones: float = 0.0
+    data: MnistData, path: Path, rng: np.random.Generator, flagged_share: float = 0.0
 ) -> Path:
     """MNIST train as a ``pipeline.synth`` digit bank (keys x, y): the telegrams ``adapt``
     learns from are written with digits the evaluation telegrams never use.
 
-    flagged_ones: share of the 1s given an Argentine flag (``augment.flagged_ones``). MNIST's
+    flagged_share: share of the 1s given an Argentine flag (``augment.flagged_ones``). MNIST's
     1s are plain strokes, and a model adapted on telegrams of plain 1s forgets the flagged
     ones its base learnt from augmentation (the real 2019 telegram's 1s read "4").
     """
     from pipeline import augment
 
     x = data.x_train
-    if flagged_ones > 0:
-        x = augment.flagged_ones(x, data.y_train, flagged_ones, rng)
+    if flagged_share > 0:  # else no random draw, as before flagged 1s existed
+        x = augment.flagged_ones(x, data.y_train, flagged_share, rng)
     np.savez(path, x=x, y=data.y_train)
     return path
 
@@ -429,7 +429,7 @@ def adapt(
     epochs: int = 3,
     learning_rate: float = 3e-4,
     log: Callable = print,
-    flagged_ones: float = 0.0,
+    flagged_share: float = 0.0,
     mnist_per_epoch: int = ADAPT_MNIST_PER_EPOCH,
 ) -> tuple[object, dict]:
     """Fine-tune the model in ``base`` (.keras) on pipeline-framed telegram digits.
@@ -439,7 +439,7 @@ def adapt(
     (``harvest_telegram_digits``), keeps 10% of them aside to report, and trains ``epochs``
     epochs, each on the harvested digits twice plus ``mnist_per_epoch`` MNIST train digits
     (0: as many as were harvested, at most all) clean and augmented (with not-a-digit
-    images), Adam at ``learning_rate``. flagged_ones: share of the telegrams' 1s written with
+    images), Adam at ``learning_rate``. flagged_share: share of the telegrams' 1s written with
     an Argentine flag (``write_train_bank``); when above 0 the augmentation draws the
     branched flag too (``augment.branched_one``). Returns (model, facts).
     """
@@ -453,7 +453,7 @@ def adapt(
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
-    bank = write_train_bank(data, Path(workdir) / "mnist_train_bank.npz", rng, flagged_ones)
+    bank = write_train_bank(data, Path(workdir) / "mnist_train_bank.npz", rng, flagged_share)
     classifier = get_classifier(str(base))
     parts_x, parts_y, harvest_counts = [], [], {}
     for offset, (quality, share) in enumerate(ADAPT_QUALITIES):
@@ -478,9 +478,9 @@ def adapt(
     train = order[len(order) // 10 :]
     x_mnist = reframe_many(data.x_train)
     y_mnist = data.y_train.astype(np.int32)
-    if mnist_per_epoch <= 0:
-        mnist_per_epoch = len(train)
-    mnist_per_epoch = min(mnist_per_epoch, len(x_mnist))
+    if mnist_per_epoch < 0:
+        raise BadInput(f"MNIST digits per epoch must be 0 or more, got {mnist_per_epoch}")
+    per_epoch = min(mnist_per_epoch or len(train), len(x_mnist))
     model = keras.models.load_model(base)
 
     def harvest_accuracy() -> float:
@@ -497,9 +497,14 @@ def adapt(
     )
     for epoch in range(epochs):
         tick = time.time()
-        sample = rng.choice(len(x_mnist), mnist_per_epoch, replace=False)
+        sample = rng.choice(len(x_mnist), per_epoch, replace=False)
         x_aug, y_aug = augment.augmented_epoch(
-            x_mnist[sample], y_mnist[sample], rng, JUNK_SHARE, PAIR_SHARE, flagged_ones > 0
+            x_mnist[sample],
+            y_mnist[sample],
+            rng,
+            JUNK_SHARE,
+            PAIR_SHARE,
+            branched_ones=flagged_share > 0,
         )
         x_epoch = np.concatenate([harvest_x[train], harvest_x[train], x_mnist[sample], x_aug])
         y_epoch = np.concatenate([harvest_y[train], harvest_y[train], y_mnist[sample], y_aug])
@@ -518,9 +523,11 @@ def adapt(
         "adaptation": (
             f"fine-tuned {epochs} epochs (Adam {learning_rate:g}) on the digits the pipeline "
             f"cut from {telegrams} synthetic {ADAPT_FORM} telegrams written with MNIST train "
-            f"digits, {flagged_ones:.0%} of the 1s with an Argentine flag (qualities "
+            "digits"
+            + (f", {flagged_share:.0%} of the 1s with an Argentine flag" if flagged_share else "")
+            + " (qualities "
             + ", ".join(f"{q} {share:.0%}" for q, share in ADAPT_QUALITIES)
-            + f"; seeds from {seed}), each twice per epoch, plus {mnist_per_epoch:,} MNIST "
+            + f"; seeds from {seed}), each twice per epoch, plus {per_epoch:,} MNIST "
             "train digits clean and augmented with not-a-digit images per epoch"
         ),
         "harvest": {
@@ -537,48 +544,68 @@ def adapt(
     return model, facts
 
 
-def average_models(paths: list[Path]) -> tuple[object, dict]:
+def read_card(model_file: Path) -> dict:
+    """The card of ``model_file`` ({} when it has none); a card that is not JSON raises
+    BadInput naming it."""
+    card_file = card_path(model_file)
+    if not card_file.is_file():
+        return {}
+    try:
+        return json.loads(card_file.read_text())
+    except ValueError as exc:
+        raise BadInput(f"{card_file}: not a readable model card ({exc})") from exc
+
+
+def average_models(paths: Sequence[Path]) -> tuple[object, dict]:
     """The element-wise mean of the weights of several .keras models (a uniform "model soup").
 
     Meant for models fine-tuned from one base (``adapt`` runs with other data or seeds): they
     stay in one basin of the loss, where the mean reads better than a typical member, and
     the run-to-run swing of any one of them (a few digits of MNIST test, a wide 0 read whole
-    or cut) averages out. Models of other shapes raise BadInput. Returns (model, facts).
+    or cut) averages out. Every weight is averaged, batch normalisation's moving statistics
+    too. Models whose weights are shaped otherwise, or whose cards name another base
+    (``adapted_from``), raise BadInput. Returns (model, facts for the card: the base's
+    facts, the members' seed and epochs when they share them, else None, and the members).
     """
     import keras
 
+    paths = [Path(path) for path in paths]
     if len(paths) < 2:
         raise BadInput(f"averaging needs at least two models, got {len(paths)}")
-    models = [keras.models.load_model(path) for path in paths]
-    shapes = [[w.shape for w in model.get_weights()] for model in models]
+    cards = [read_card(path) for path in paths]
+    bases = {json.dumps(card.get("adapted_from"), sort_keys=True) for card in cards}
+    if len(bases) > 1:
+        raise BadInput(f"the models were adapted from different bases: {sorted(bases)}")
+    models = []
+    for path in paths:
+        try:
+            models.append(keras.models.load_model(path))
+        except Exception as exc:  # Keras raises several types for a broken file
+            raise BadInput(f"{path}: not a loadable Keras model ({exc})") from exc
+    weights = [model.get_weights() for model in models]
+    shapes = [[layer.shape for layer in member] for member in weights]
     for path, shape in zip(paths[1:], shapes[1:], strict=True):
         if shape != shapes[0]:
             raise BadInput(f"{path}: its weights are not shaped like those of {paths[0]}")
-    weights = [model.get_weights() for model in models]
     model = models[0]
     model.set_weights([np.mean(layer, axis=0) for layer in zip(*weights, strict=True)])
-    ingredients = []
-    seeds, epochs = set(), set()
-    for path in paths:
-        card_file = card_path(path)
-        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-        seeds.add(card.get("seed"))
-        epochs.add(card.get("epochs"))
-        ingredients.append(
-            {
-                "file": Path(path).name,
-                "sha256": sha256_file(Path(path)),
-                "command": card.get("command"),
-                "adaptation": card.get("adaptation"),
-            }
-        )
-    first = json.loads(card_path(paths[0]).read_text()) if card_path(paths[0]).is_file() else {}
+    seeds = {card.get("seed") for card in cards}
+    epochs = {card.get("epochs") for card in cards}
     facts = {
-        key: first.get(key)
+        key: cards[0].get(key)
         for key in ("training_data", "base_weights_sha256", "base_command", "adapted_from")
     }
-    # Seed and epochs of the members when they share them (None when unknown or unlike).
     facts["seed"] = seeds.pop() if len(seeds) == 1 else None
     facts["epochs"] = epochs.pop() if len(epochs) == 1 else None
-    facts["averaged_from"] = ingredients
+    facts["averaged_from"] = [
+        {
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "weights_sha256": card.get("weights_sha256"),
+            "command": card.get("command"),
+            "adaptation": card.get("adaptation"),
+            "metrics": card.get("metrics"),
+        }
+        for path, card in zip(paths, cards, strict=True)
+    ]
     return model, facts

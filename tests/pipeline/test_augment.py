@@ -15,6 +15,7 @@ from pipeline.augment import (
     to_canvas,
 )
 from pipeline.evaluation import load_mnist_sample
+from pipeline.reframe import reframe_digit
 
 
 def vertical_stroke() -> np.ndarray:
@@ -42,14 +43,28 @@ def test_branched_one_adds_a_flag_from_partway_down_the_stem_to_the_lower_left()
         assert canvas[22:34, :17].max() > 128
 
 
-def test_flagged_ones_changes_only_a_share_of_the_ones():
+def test_flagged_ones_gives_a_share_of_the_ones_a_flag_and_leaves_the_rest():
     x, y = load_mnist_sample()
     out = flagged_ones(x, y, 0.5, np.random.default_rng(4))
     changed = (out != x).any(axis=(1, 2))
-    ones = y == 1
-    assert not changed[~ones].any()
+    ones = np.flatnonzero(y == 1)
+    assert not changed[y != 1].any()
     assert 0.3 < changed[ones].mean() < 0.7
-    assert out.dtype == np.uint8 and out.shape == x.shape
+
+    # A flagged 1 is wider than the same 1 only reframed: the flag adds ink beside the stem.
+    def width(digit):
+        return int((digit > 64).any(axis=0).sum())
+
+    flagged = [i for i in ones if changed[i]]
+    wider = [width(out[i]) > width(reframe_digit(to_canvas(x[i]))) for i in flagged]
+    assert np.mean(wider) > 0.8
+
+
+def test_a_share_of_zero_flags_no_one_and_a_share_of_one_flags_every_one():
+    x, y = load_mnist_sample()
+    assert np.array_equal(flagged_ones(x, y, 0.0, np.random.default_rng(5)), x)
+    everyone = flagged_ones(x, y, 1.0, np.random.default_rng(5))
+    assert (everyone != x).any(axis=(1, 2))[y == 1].all()
 
 
 def test_crossed_seven_adds_a_bar_through_the_middle_of_the_stem():

@@ -54,6 +54,12 @@ def _saved_model(path, seed: int, width: int = 4):
             keras.Input((28, 28)),
             keras.layers.Flatten(),
             keras.layers.Dense(width, bias_initializer="random_normal"),
+            keras.layers.BatchNormalization(
+                gamma_initializer="random_normal",
+                beta_initializer="random_normal",
+                moving_mean_initializer="random_normal",
+                moving_variance_initializer="random_uniform",
+            ),
         ]
     )
     model.save(path)
@@ -81,3 +87,17 @@ def test_models_of_other_shapes_are_not_averaged(tmp_path):
     _saved_model(tmp_path / "wide.keras", 2, width=5)
     with pytest.raises(BadInput, match="wide.keras"):
         average_models([tmp_path / "narrow.keras", tmp_path / "wide.keras"])
+
+
+def test_models_adapted_from_different_bases_are_not_averaged(tmp_path):
+    import json
+
+    from pipeline.errors import BadInput
+    from pipeline.training import average_models
+
+    for name, base in (("one", "aaa"), ("other", "bbb")):
+        _saved_model(tmp_path / f"{name}.keras", 1)
+        card = {"adapted_from": {"file": "base.keras", "sha256": base}}
+        (tmp_path / f"{name}.card.json").write_text(json.dumps(card))
+    with pytest.raises(BadInput, match="different bases"):
+        average_models([tmp_path / "one.keras", tmp_path / "other.keras"])

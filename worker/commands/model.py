@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="SHARE",
-        help="share of the telegrams' 1s written with an Argentine flag (0)",
+        help="share of the telegrams' 1s written with an Argentine flag (0); above 0 the "
+        "augmentation draws the branched flag (augment.branched_one) too",
     )
     adapt.add_argument(
         "--mnist-per-epoch",
@@ -161,11 +162,10 @@ def run_adapt(args: argparse.Namespace) -> int:
         raise BadInput(f"--base: no such model file: {args.base}")
     if args.telegrams < 10 or args.epochs < 1:
         raise BadInput("--telegrams must be at least 10 and --epochs at least 1")
-    if not 0.0 <= args.flagged_ones <= 1.0 or args.mnist_per_epoch < 0:
-        raise BadInput(
-            f"--flagged-ones must be a share from 0 to 1 (got {args.flagged_ones}) and "
-            f"--mnist-per-epoch at least 0 (got {args.mnist_per_epoch})"
-        )
+    if not 0.0 <= args.flagged_ones <= 1.0:
+        raise BadInput(f"--flagged-ones must be a share from 0 to 1, got {args.flagged_ones}")
+    if args.mnist_per_epoch < 0:
+        raise BadInput(f"--mnist-per-epoch must be 0 or more, got {args.mnist_per_epoch}")
     import tempfile
 
     import tensorflow as tf
@@ -175,8 +175,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     data = training.load_mnist(args.mnist)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    base_card_file = training.card_path(args.base)
-    base_card = json.loads(base_card_file.read_text()) if base_card_file.is_file() else {}
+    base_card = training.read_card(args.base)
 
     def log(step: int, figures: dict) -> None:
         shown = ", ".join(f"{key} {value}" for key, value in figures.items())
@@ -191,7 +190,7 @@ def run_adapt(args: argparse.Namespace) -> int:
             args.seed,
             args.epochs,
             log=log,
-            flagged_ones=args.flagged_ones,
+            flagged_share=args.flagged_ones,
             mnist_per_epoch=args.mnist_per_epoch,
         )
     facts = {
@@ -206,12 +205,15 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 def run_average(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for path in [*args.models, args.out]:
-        if path.suffix != ".keras":
-            raise BadInput(f"models must be .keras files: {path}")
+    if len(args.models) < 2:
+        raise BadInput(f"averaging needs at least two models, got {len(args.models)}")
+    if args.out.suffix != ".keras":
+        raise BadInput(f"--out must end in .keras: {args.out}")
     for path in args.models:
-        if not path.is_file():
-            raise BadInput(f"no such model file: {path}")
+        if path.suffix != ".keras" or not path.is_file():
+            raise BadInput(f"not a .keras model file: {path}")
+        if path.resolve() == args.out.resolve():
+            raise BadInput(f"--out would overwrite a model being averaged: {path}")
     from pipeline import training
 
     data = training.load_mnist(args.mnist)
