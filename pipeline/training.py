@@ -443,6 +443,10 @@ def adapt(
     an Argentine flag (``write_train_bank``); when above 0 the augmentation draws the
     branched flag too (``augment.branched_one``). Returns (model, facts).
     """
+    if not 0.0 <= flagged_share <= 1.0:
+        raise BadInput(f"the share of flagged 1s must be from 0 to 1, got {flagged_share}")
+    if mnist_per_epoch < 0:
+        raise BadInput(f"MNIST digits per epoch must be 0 or more, got {mnist_per_epoch}")
     import keras
 
     from pipeline import augment
@@ -478,8 +482,6 @@ def adapt(
     train = order[len(order) // 10 :]
     x_mnist = reframe_many(data.x_train)
     y_mnist = data.y_train.astype(np.int32)
-    if mnist_per_epoch < 0:
-        raise BadInput(f"MNIST digits per epoch must be 0 or more, got {mnist_per_epoch}")
     per_epoch = min(mnist_per_epoch or len(train), len(x_mnist))
     model = keras.models.load_model(base)
 

@@ -101,3 +101,17 @@ def test_models_adapted_from_different_bases_are_not_averaged(tmp_path):
         (tmp_path / f"{name}.card.json").write_text(json.dumps(card))
     with pytest.raises(BadInput, match="different bases"):
         average_models([tmp_path / "one.keras", tmp_path / "other.keras"])
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [({"flagged_share": 1.5}, "flagged 1s"), ({"mnist_per_epoch": -1}, "per epoch")],
+)
+def test_adapt_refuses_a_bad_option_before_any_work(tmp_path, options, named):
+    """No telegram is written and no model loaded: the base and data are never touched."""
+    from pipeline.errors import BadInput
+    from pipeline.training import adapt
+
+    with pytest.raises(BadInput, match=named):
+        adapt(tmp_path / "missing.keras", None, tmp_path, **options)
+    assert list(tmp_path.iterdir()) == []
