@@ -1012,42 +1012,103 @@ def _end_row(column: np.ndarray) -> float:
     return float(np.flatnonzero(column).mean())
 
 
-def _struck_by_line(own: np.ndarray) -> bool:
-    """A piece (h, w) bool crossed out by one straight stroke: the stroke runs from the
-    piece's leftmost to its rightmost ink, is straight (``STRIKE_COVERAGE`` of the segment
-    between the ends' mean rows is ink), at most ``MAX_STRIKE_SLOPE`` from horizontal, crosses the
-    middle 25-75% of the piece's height, has digits under it (ink both above and below it),
-    overshoots them on both sides by ``LINE_OVERSHOOT`` of the height (a pen crossing out
-    overshoots what it crosses; a digit's own stroke ends where the digit does), and is at
-    least 1.1x the piece's height long (longer than the bar of a 7 or a 4, about half a
-    digit's height, and than most single digits are wide). The ends must be thin (the stroke
-    alone): a 2's base or a 7's top reaching both ends is not in the middle band. A single
-    struck digit (a "+" from a struck 1) is not told from a 4 or a crossed 7 and is missed.
-    """
+def _strike_line(own: np.ndarray) -> tuple[float, float] | None:
+    """The rows (y at the left edge, y at the right edge) of a straight stroke running from a
+    piece's (h, w) bool leftmost to its rightmost ink, or None: its ends are thin (the stroke
+    alone: a 2's base or a 7's top reaching both ends is not), it is at most
+    ``MAX_STRIKE_SLOPE`` from horizontal, crosses the middle 25-75% of the piece's height and
+    ``STRIKE_COVERAGE`` of the segment between the ends' mean rows is ink."""
     height, width = own.shape
-    if width < 1.1 * height or height < 6:
-        return False
-    band = max(2, round(0.15 * height))
     left_end = own[:, :2].any(axis=1)
     right_end = own[:, -2:].any(axis=1)
     thin = max(4, round(0.2 * height))  # a pen stroke, seen across (a few px at 200 dpi)
     if left_end.sum() > thin or right_end.sum() > thin:  # an end that is not a thin stroke
-        return False
+        return None
     y_left, y_right = _end_row(left_end), _end_row(right_end)
     if abs(y_right - y_left) > MAX_STRIKE_SLOPE * width:
-        return False
+        return None
     if not 0.25 * height <= (y_left + y_right) / 2 <= 0.75 * height:
-        return False
+        return None
     if _coverage(_widen(own), (0, y_left), (width - 1, y_right)) < STRIKE_COVERAGE:
-        return False
+        return None
+    return y_left, y_right
+
+
+def _off_the_line(own: np.ndarray, line: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The ink of a piece (h, w) bool above and below its strike line (``_strike_line``), a
+    band of 15% of the height around the line left out: the digits it crosses."""
+    height, width = own.shape
+    y_left, y_right = line
+    band = max(2, round(0.15 * height))
     rows = np.arange(height)[:, None]
     line_rows = y_left + (y_right - y_left) * np.arange(width)[None, :] / max(1, width - 1)
-    above = own & (rows < line_rows - band)
-    below = own & (rows > line_rows + band)
+    return own & (rows < line_rows - band), own & (rows > line_rows + band)
+
+
+def _struck_by_line(own: np.ndarray) -> bool:
+    """A piece (h, w) bool crossed out by one straight stroke (``_strike_line``) that has
+    digits under it (ink both above and below it), overshoots them on both sides by
+    ``LINE_OVERSHOOT`` of the height (a pen crossing out overshoots what it crosses; a digit's
+    own stroke ends where the digit does), and is at least 1.1x the piece's height long
+    (longer than the bar of a 7 or a 4, about half a digit's height, and than most single
+    digits are wide). A single struck 1 has too little ink under the line for this:
+    ``_struck_single_stroke``.
+    """
+    height, width = own.shape
+    if width < 1.1 * height or height < 6:
+        return False
+    line = _strike_line(own)
+    if line is None:
+        return False
+    above, below = _off_the_line(own, line)
     if above.sum() < height or below.sum() < height:
         return False
     cols = np.flatnonzero((above | below).any(axis=0))
     needed = max(2.0, LINE_OVERSHOOT * height)
+    return bool(cols[0] >= needed and width - 1 - cols[-1] >= needed)
+
+
+# A struck 1 (a "+"): every row of the ink off the line spans at most this share of the
+# piece's height beyond the pen's width (one stroke, slanted or with a flag) ...
+ONE_STROKE_WIDTH = 0.35
+# ... and where it meets the line the strike overshoots it on both sides by this share.
+ONE_OVERSHOOT = 0.15
+
+
+def _struck_single_stroke(own: np.ndarray) -> bool:
+    """A 1 crossed out by one straight stroke (a "+", which the classifier reads as a 4 at
+    0.99): a strike line (``_strike_line``) with one stroke under it, reaching at least 15% of
+    the height above and below the line, each row of it within ``ONE_STROKE_WIDTH`` of the
+    height plus the pen's width; where it meets the line (its rows within a quarter of the
+    height of the line) one run of ink per row, overshot by the line on both sides by
+    ``ONE_OVERSHOOT`` of the height. Not a 4: next to its bar a 4 has two strokes, its left
+    branch and its stem; not a crossed 7: its top bar is wide."""
+    height, width = own.shape
+    if height < 6:
+        return False
+    line = _strike_line(own)
+    if line is None:
+        return False
+    above, below = _off_the_line(own, line)
+    reach = 0.15 * height
+    if np.count_nonzero(above.any(axis=1)) < reach or np.count_nonzero(below.any(axis=1)) < reach:
+        return False
+    stroke = above | below
+    rows = np.flatnonzero(stroke.any(axis=1))
+    first = stroke[rows].argmax(axis=1)
+    last = width - 1 - stroke[rows, ::-1].argmax(axis=1)
+    if (last - first + 1).max() > ONE_STROKE_WIDTH * height + _stroke_width(stroke):
+        return False
+    middle = (line[0] + line[1]) / 2
+    near = rows[np.abs(rows - middle) <= 0.25 * height + max(2, round(0.15 * height))]
+    if near.size == 0:
+        return False
+    padded = np.zeros((near.size, width + 2), np.int8)
+    padded[:, 1:-1] = stroke[near]
+    if (np.diff(padded, axis=1) == 1).sum(axis=1).max() > 1:  # two strokes in a row
+        return False
+    cols = np.flatnonzero(stroke[near].any(axis=0))
+    needed = max(3.0, ONE_OVERSHOOT * height)
     return bool(cols[0] >= needed and width - 1 - cols[-1] >= needed)
 
 
@@ -1090,8 +1151,9 @@ def _struck_by_cross(own: np.ndarray) -> bool:
 
 def is_struck_out(own: np.ndarray) -> bool:
     """True when a piece of ink (h, w) bool (its own pixels, cropped to its box) is a number
-    crossed out by a strike line or an X (``_struck_by_line``, ``_struck_by_cross``)."""
-    return _struck_by_line(own) or _struck_by_cross(own)
+    crossed out by a strike line or an X (``_struck_by_line``, ``_struck_single_stroke``,
+    ``_struck_by_cross``)."""
+    return _struck_by_line(own) or _struck_single_stroke(own) or _struck_by_cross(own)
 
 
 def _widen(own: np.ndarray) -> np.ndarray:

@@ -460,12 +460,14 @@ def test_slanted_one_broken_across_is_one_digit():
     assert len(segment_cell(cell).digits) == 2
 
 
-def corrected_cell(wrong: list[int], right: list[int], strike: str) -> tuple[np.ndarray, int]:
-    """A corrected cell of real MNIST digits: ``wrong`` crossed out (``strike`` = "line": one
-    slightly rising stroke overshooting it by 3 px; "x": two diagonals from corner to corner of
-    its ink) and ``right`` written beside it. Returns the cell and the x where ``right``
-    starts."""
-    digits = [digit(d, 2) for d in wrong] + [digit(d, 1) for d in right]
+def corrected_cell(
+    wrong: list[int], right: list[int], strike: str, overshoot: int = 3, nth: int = 2
+) -> tuple[np.ndarray, int]:
+    """A corrected cell of real MNIST digits: ``wrong`` (the nth samples) crossed out
+    (``strike`` = "line": one slightly rising stroke overshooting it by ``overshoot`` px; "x":
+    two diagonals from corner to corner of its ink) and ``right`` written beside it. Returns
+    the cell and the x where ``right`` starts."""
+    digits = [digit(d, nth) for d in wrong] + [digit(d, 1) for d in right]
     gaps = [2] * (len(wrong) - 1) + [14] + [5] * (len(right) - 1)
     cell, ranges = compose(digits, gaps=gaps)
     x0, x1 = ranges[0][0], ranges[len(wrong) - 1][1] - 1
@@ -473,7 +475,7 @@ def corrected_cell(wrong: list[int], right: list[int], strike: str) -> tuple[np.
     y0, y1 = int(rows[0]), int(rows[-1])
     if strike == "line":
         mid = (y0 + y1) // 2
-        cv2.line(cell, (x0 - 3, mid + 2), (x1 + 3, mid - 2), 0, 2)
+        cv2.line(cell, (x0 - overshoot, mid + 2), (x1 + overshoot, mid - 2), 0, 2)
     else:
         cv2.line(cell, (x0, y0), (x1, y1), 0, 2)
         cv2.line(cell, (x0, y1), (x1, y0), 0, 2)
@@ -491,6 +493,32 @@ def test_number_crossed_out_beside_its_correction_is_dropped(wrong, right, strik
     assert len(result.digits) == len(right)
     assert all(crop.box[0] >= right_x - 1 for crop in result.digits)
     assert any(box[2] < right_x for box in result.dropped)  # the crossed-out number
+
+
+@pytest.mark.parametrize("nth", range(6))
+def test_a_single_struck_one_beside_its_correction_is_dropped_not_read_as_a_four(nth):
+    """A pen crossing out a lone 1 makes a "+" that the classifier reads as a 4 at 0.99."""
+    cell, right_x = corrected_cell([1], [0], "line", overshoot=6, nth=nth)
+    result = segment_cell(cell)
+    assert result.struck_through
+    assert len(result.digits) == 1
+    assert result.digits[0].box[0] >= right_x - 1
+    assert any(box[2] < right_x for box in result.dropped)
+
+
+def test_fours_and_crossed_sevens_beside_another_digit_are_not_struck_ones():
+    """A 4's bar starts where its left branch comes down; a crossed 7's top bar is wide.
+    (A "+" alone in a cell, with nothing beside it, is read, never dropped.)"""
+    seven = np.zeros((28, 22), np.uint8)
+    cv2.line(seven, (2, 3), (19, 3), 255, 2)
+    cv2.line(seven, (19, 3), (9, 26), 255, 2)
+    cv2.line(seven, (6, 14), (21, 14), 255, 2)
+    cells = [compose([seven, digit(0)], gaps=[8])[0]]
+    cells += [compose([digit(4, nth), digit(0)], gaps=[8])[0] for nth in range(40)]
+    for cell in cells:
+        result = segment_cell(cell)
+        assert not result.struck_through
+        assert len(result.digits) == 2
 
 
 @pytest.mark.parametrize("strike", ["line", "x"])
