@@ -86,6 +86,22 @@ def _right(value, flags, truth) -> bool:
     return value == truth or (truth is None and "EMPTY" in flags and value in (0, None))
 
 
+def error_kind(value: int | None, truth: int | None) -> str:
+    """What went wrong in a cell read ``value`` where ``truth`` is written (None: blank):
+    too few digits (touching or overlapping digits read as one, a digit lost), too many (a
+    digit cut in two, a mark or a neighbour's ink read as a digit), one or more digits misread
+    in a number of the right length, or no value at all (ILLEGIBLE)."""
+    if value is None:
+        return "no value"
+    read, written = str(value), "" if truth is None else str(truth)
+    if len(read) < len(written):
+        return "too few digits"
+    if len(read) > len(written):
+        return "too many digits"
+    wrong = sum(a != b for a, b in zip(read, written, strict=True))
+    return "one digit misread" if wrong == 1 else "several digits misread"
+
+
 def score_dataset(directory: Path, model: str, chunk: int) -> dict:
     template = load_template(FORM)
     clf = classifier(model)
@@ -93,6 +109,7 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
     scans = sorted((directory / "scans").glob("*.png"))
     counts: Counter = Counter()
     errors: Counter = Counter()
+    kinds: Counter = Counter()  # of the cells read wrong before the sum rule
     started = time.perf_counter()
     for start in range(0, len(scans), chunk):
         paths = scans[start : start + chunk]
@@ -120,9 +137,10 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
                 truth = truth_cells[key]
                 before = detail.before_rules[f"{cell.row_key}|{cell.cargo_id}"]
                 counts["cells"] += 1
-                counts["exact_before"] += _right(
-                    before.value, {str(f) for f in before.flags}, truth
-                )
+                right_before = _right(before.value, {str(f) for f in before.flags}, truth)
+                counts["exact_before"] += right_before
+                if not right_before:
+                    kinds[error_kind(before.value, truth)] += 1
                 right = _right(cell.value, cell.flags, truth)
                 counts["exact_after"] += right
                 accepted = cell.value is not None and not (set(cell.flags) & REVIEW)
@@ -148,6 +166,7 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
         "exact_after_sum_rule": counts["exact_after"] / cells,
         "accepted_share": counts["accepted"] / cells,
         "accepted_correct": counts["accepted_right"] / max(1, counts["accepted"]),
+        "errors_before_sum_rule": dict(kinds.most_common()),
         "corrected_by_sum": counts["corrected"],
         "corrections_right": counts["corrected_right"],
         "header_exact": counts["header_exact"] / max(1, counts["header"]),
@@ -357,6 +376,11 @@ def report(results: dict) -> str:
             f"{r['corrected_by_sum']} right; failed pages {r['failed_pages']}/{r['pages']} "
             f"{r['failures'] or ''}; {r['telegrams_per_second_1_process']:.2f} telegrams/s "
             "(1 process)"
+        )
+        kinds = r.get("errors_before_sum_rule") or {}
+        lines.append(
+            f"{'':>14}  cells wrong before the sum rule: "
+            + (", ".join(f"{k} {v}" for k, v in kinds.items()) or "none")
         )
     real = results.get("real-2019-sample")
     if real:
