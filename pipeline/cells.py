@@ -27,6 +27,7 @@ cell's ruled lines are within a pixel or two of where the template puts them. St
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -55,6 +56,8 @@ PRINT_MIN_FILL = 0.4  # ... and filling this share of its box is printing (text,
 FAINT_MARK_AREA = 15  # a piece too weak for a stroke but this large (px at CELL_DPI) is a faint
 FAINT_MARK_HEIGHT = 0.3  # mark, and one this share of an EMPTY cell's height tall may be a digit
 FAINT_MARK_INSET = 3  # px inside the cell's lines where a faint mark is looked for
+PALE_SHARE = 0.45  # a piece whose peak is below this x the page's handwriting's is no writing
+PALE_MIN_AREA = 40  # px at CELL_DPI: the pieces judged so, and that set the handwriting's peak
 
 PixelBox = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -244,7 +247,9 @@ class StrokePage:
     labels: (H, W) int32 piece of ink of each pixel (0 = none); area: (n,) pixels per piece;
     boxes: (n, 4) x, y, width, height of each piece (as cv2.connectedComponentsWithStats gives
     them; row 0, the paper's, is not used); faint: (H, W) bool, the pixels of the
-    pieces removed as too weak for a stroke though FAINT_MARK_AREA or larger.
+    pieces removed as too weak for a stroke though FAINT_MARK_AREA or larger; peaks: (n,)
+    float32, each piece's strongest darkness before it was normalised (grey levels below the
+    paper, smoothed; 0 for row 0).
     """
 
     image: np.ndarray
@@ -252,6 +257,7 @@ class StrokePage:
     area: np.ndarray
     boxes: np.ndarray
     faint: np.ndarray
+    peaks: np.ndarray
 
 
 def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
@@ -298,7 +304,8 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     boxes = stats[:, : cv2.CC_STAT_AREA].astype(np.int64)  # x, y, width, height
     if count <= 1:
         blank = np.full(image.shape, PAPER, np.uint8)
-        return StrokePage(blank, labels, area, boxes, np.zeros(image.shape, bool))
+        peaks = np.zeros(count, np.float32)
+        return StrokePage(blank, labels, area, boxes, np.zeros(image.shape, bool), peaks)
     where = np.flatnonzero(low)  # the labelled pixels
     pixel_labels = labels.ravel()[where]
     peaks = np.full(count, -np.inf, np.float32)  # strongest ink of each piece
@@ -324,7 +331,7 @@ def normalise_strokes(image: np.ndarray, dpi: float = CELL_DPI) -> StrokePage:
     np.subtract(PAPER, work, out=work)
     kept = np.where(gains > 0, np.arange(count), 0).astype(np.int32)  # dropped pieces -> 0
     labels.ravel()[where] = kept[pixel_labels]
-    return StrokePage(work.astype(np.uint8), labels, area, boxes, faint)
+    return StrokePage(work.astype(np.uint8), labels, area, boxes, faint, peaks)
 
 
 def _neighbours_overflow(
@@ -371,12 +378,18 @@ def _neighbours_overflow(
 
 
 def keep_own_ink(
-    strokes: StrokePage, crop_box: PixelBox, cell: PixelBox, line_px: float = 1.0
+    strokes: StrokePage,
+    crop_box: PixelBox,
+    cell: PixelBox,
+    line_px: float = 1.0,
+    pale_below: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """This cell's ink only: pieces mostly outside the cell are painted over with paper.
 
     crop_box: the crop in the stroke page's pixels; cell: the cell's box in crop pixels;
-    line_px: the ruled lines' width in pixels.
+    line_px: the ruled lines' width in pixels; pale_below: pieces of PALE_MIN_AREA or more
+    whose peak darkness (``StrokePage.peaks``) is below this are not the writer's either
+    (``pale_ink_limit``; smaller fragments of a light stroke peak lower, and stay).
     A piece belongs to the cell when ``MIN_OWN_SHARE`` of its pixels (on the whole page) lie
     inside the cell's box; the part inside of a piece mostly outside is kept when it spans
     more than ``MIN_REACH_IN`` of the cell's height (this cell's digit touching a neighbour's,
@@ -398,11 +411,13 @@ def keep_own_ink(
     present = np.flatnonzero(np.bincount(pieces))  # the pieces in the crop, ascending
     inside_counts = np.bincount(pieces, weights=inside[mask])[present]
     share = inside_counts / np.maximum(strokes.area[present], 1)
-    keep = share >= MIN_OWN_SHARE
+    pen = (strokes.peaks[present] >= pale_below) | (strokes.area[present] < PALE_MIN_AREA)
+    keep = (share >= MIN_OWN_SHARE) & pen
     own_labels = np.zeros(len(strokes.area), bool)  # lookup table: np.isin costs ~10x more
     own_labels[present[keep]] = True
     own = own_labels[labels]
-    for label, count in zip(present[~keep], inside_counts[~keep], strict=True):
+    reaching = ~keep & pen
+    for label, count in zip(present[reaching], inside_counts[reaching], strict=True):
         if count <= 0:
             continue
         part = (labels == label) & inside
@@ -486,6 +501,7 @@ def cut_cells(
         cell = (round(box[0]) - x0, round(box[1]) - y0, round(box[2]) - x0, round(box[3]) - y0)
         clean[y0:y1, x0:x1] = remove_ruled_lines(clean[y0:y1, x0:x1], cell, line_px)
     strokes = normalise_strokes(clean, dpi)
+    pale_below = pale_ink_limit(strokes, [box for spot, box in placed if not spot.no_usar])
     out = []
     for spot, box in placed:
         crop, crop_box, cell = cut_cell(page, box, line_px)
@@ -498,11 +514,36 @@ def cut_cells(
         if spot.no_usar or crop.size == 0:
             out.append(CellCrop(spot, crop, page_box, cell, CellKind.NO_USAR))
             continue
-        cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px)
+        cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale_below)
         kind = classify_cell(own, cell, False)
         mark = kind == CellKind.EMPTY and faint_mark(strokes.faint, crop_box, cell)
         out.append(CellCrop(spot, cleaned, page_box, cell, kind, mark))
     return out
+
+
+def pale_ink_limit(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> float:
+    """The peak darkness below which a piece of ink is too pale to be this page's writing:
+    PALE_SHARE of the median peak of the pieces lying mostly (MIN_OWN_SHARE) inside the
+    fields (x0, y0, x1, y1 in the stroke page's pixels); 0 when no field holds ink.
+
+    The writer's pen is the same across the page, so its strokes reach about the same
+    darkness; a rubber stamp's faded ring is 2-5x paler, yet normalise_strokes raises each
+    piece to full strength (gain up to MAX_GAIN), and an arc of it crossing a cell was read
+    as a 1 ("5" read 15 at 0.96). The reference is the handwriting's, not the printing's: a
+    light pen on a form printed in black must not lose its digits.
+    """
+    height, width = strokes.labels.shape
+    inside = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in fields:
+        inside[
+            max(0, int(y0)) : max(0, int(np.ceil(y1))), max(0, int(x0)) : max(0, int(np.ceil(x1)))
+        ] = True
+    counts = np.bincount(strokes.labels[inside], minlength=len(strokes.area))
+    written = (counts >= MIN_OWN_SHARE * strokes.area) & (strokes.area >= PALE_MIN_AREA)
+    written[0] = False
+    if not written.any():
+        return 0.0
+    return PALE_SHARE * float(np.median(strokes.peaks[written]))
 
 
 def faint_mark(faint: np.ndarray, crop_box: PixelBox, cell: PixelBox) -> bool:

@@ -192,6 +192,52 @@ def test_a_digit_too_faint_for_a_stroke_leaves_its_empty_cell_marked(form, blank
     assert _crop_of(cut_cells(page, form, DPI), "133:133", 1).kind == CellKind.WRITTEN
 
 
+def _write_ones(page, form, cells, grey: int) -> None:
+    """A "1" (a vertical stroke, 3 px) in each (row_key, cargo_id) cell, at a third of its
+    width, in ink of this grey."""
+    for row_key, cargo_id in cells:
+        x0, y0, x1, y1 = _cell_px(form, row_key, cargo_id)
+        x = round(x0 + 0.3 * (x1 - x0))
+        top, bottom = round(y0 + 0.15 * (y1 - y0)), round(y1 - 0.15 * (y1 - y0))
+        cv2.line(page, (x, top), (x, bottom), grey, 3)
+
+
+WRITTEN_CELLS = [("132:132", 1), ("133:133", 1), ("134:134", 1), ("135:135", 1), ("NULO", 1)]
+
+
+def test_a_pale_stamp_arc_crossing_cells_is_not_their_ink(form, blank):
+    """A faded rubber stamp's ring, 4x paler than the writing on the page, crosses a written
+    cell and a blank one: it is dropped from both (normalised to full strength it was read
+    as a 1), and the written cell keeps its digit."""
+    page = blank.copy()
+    _write_ones(page, form, WRITTEN_CELLS, PEN)
+    x0, y0, x1, y1 = _cell_px(form, "134:134", 1)
+    h = y1 - y0
+    centre = (round(x1 - 0.15 * (x1 - x0)), round(y1 + 0.9 * h))
+    cv2.ellipse(page, centre, (round(1.6 * h), round(1.6 * h)), 0, 180, 300, 205, 3)
+    crops = cut_cells(page, form, DPI)
+    written = _crop_of(crops, "134:134", 1)
+    assert written.kind == CellKind.WRITTEN
+    ink = _ink(written.image)
+    digit_x = round(x0 + 0.3 * (x1 - x0)) - written.crop_box[0]
+    assert ink[:, digit_x - 2 : digit_x + 3].any()
+    cx0, cy0, cx1, cy1 = written.cell_box
+    assert not ink[cy0:cy1, digit_x + 4 : cx1].any()  # the arc runs right of the digit
+    arc = page.copy()  # negative control: the arc alone on the page is the writing, kept
+    arc[:] = blank
+    cv2.ellipse(arc, centre, (round(1.6 * h), round(1.6 * h)), 0, 180, 300, 205, 3)
+    assert any(c.kind == CellKind.WRITTEN for c in cut_cells(arc, form, DPI))
+
+
+def test_a_light_pen_on_a_form_printed_in_black_keeps_its_digits(form, blank):
+    """The paleness reference is the handwriting's, not the printing's: digits written 3x
+    lighter than the black printed text are all kept."""
+    page = blank.copy()
+    _write_ones(page, form, WRITTEN_CELLS, 185)
+    crops = cut_cells(page, form, DPI)
+    assert all(_crop_of(crops, *cell).kind == CellKind.WRITTEN for cell in WRITTEN_CELLS)
+
+
 def test_no_usar_cells_are_marked_and_every_field_is_cut():
     form = load_template("arg-2019-paso-caba")
     page = render_form(form, DPI)
