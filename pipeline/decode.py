@@ -522,22 +522,49 @@ class SumRuleResult:
         return self.readings[self.n_rows]
 
 
+def _recentred(
+    alternatives: tuple[tuple[str, float], ...], text: str, confidence: float
+) -> tuple[tuple[str, float], ...]:
+    """``alternatives`` once a rule has set the reading to ``text`` at ``confidence``: ``text``
+    first at that probability, the other strings sharing the rest in their old proportions.
+    A later rule weighs the reading by its alternatives (``value_table``: the header's sobres
+    in every column's sum rule), so they must say what the rule concluded: a sobres read
+    "298" and corrected to 248 by the header rule kept 298 as its best alternative, and the
+    column whose rows add up to 248 could not correct its total read "148" to 248."""
+    others = [(t, p) for t, p in alternatives if t != text]
+    mass = sum(p for _, p in others)
+    rest = max(0.0, 1.0 - confidence)
+    scaled = [(t, p * rest / mass) for t, p in others] if mass > 0 else []
+    return ((text, confidence), *scaled)
+
+
 def _with_value(reading: NumberReading, value: int, confidence: float) -> NumberReading:
     flags = (reading.flags - {Flag.LOW_CONFIDENCE, Flag.ILLEGIBLE, Flag.EMPTY}) | {
         Flag.CORRECTED_BY_SUM
     }
     return replace(
-        reading, value=value, text=str(value), confidence=confidence, flags=frozenset(flags)
+        reading,
+        value=value,
+        text=str(value),
+        confidence=confidence,
+        alternatives=_recentred(reading.alternatives, str(value), confidence),
+        flags=frozenset(flags),
     )
 
 
 def _confirmed(reading: NumberReading, posterior: float, low_confidence: float) -> NumberReading:
-    """A reading the rule confirms: its confidence is at least the joint posterior."""
+    """A reading the rule confirms: its confidence is at least the joint posterior (and its
+    alternatives say so, ``_recentred``)."""
     confidence = max(reading.confidence, posterior)
     flags = reading.flags
     if confidence >= low_confidence:
         flags = flags - {Flag.LOW_CONFIDENCE}
-    return replace(reading, confidence=confidence, flags=frozenset(flags))
+    alternatives = reading.alternatives
+    if reading.text is not None and Flag.EMPTY not in reading.flags:
+        alternatives = _recentred(alternatives, reading.text, confidence)
+    return replace(
+        reading, confidence=confidence, alternatives=alternatives, flags=frozenset(flags)
+    )
 
 
 def one_misreading_apart(read: str, written: int) -> bool:

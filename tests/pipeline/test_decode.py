@@ -412,6 +412,22 @@ def test_header_rule_votantes_minus_sobres_is_diferencia():
     assert wrong.flags == {Flag.HEADER_MISMATCH}
 
 
+def test_a_sobres_the_header_rule_corrected_checks_the_columns_as_corrected():
+    """sobres read "89" (87 second) and corrected to 87 by votantes 87 - diferencia 0: the
+    column whose rows add up to 87 corrects its total read "81" (87 close behind) to 87. The
+    corrected sobres's alternatives say 87 now; with its old ones (89 first) the column could
+    find no clearly most probable reading."""
+    sobres = reading("89", alternatives={1: {7: 0.06}})
+    header = apply_header_rule(reading("87"), sobres, EMPTY)
+    corrected = header.readings[1]
+    assert corrected.value == 87 and Flag.CORRECTED_BY_SUM in corrected.flags
+    assert corrected.alternatives[0] == ("87", corrected.confidence)
+    assert max(corrected.value_table(), key=corrected.value_table().get) == 87
+    total = reading("81", sure=0.5, alternatives={1: {7: 0.45}})
+    result = apply_sum_rule(column_as_read(), total, corrected)
+    assert result.total.value == 87 and Flag.CORRECTED_BY_SUM in result.total.flags
+
+
 def test_illegible_cell_without_probabilities_cannot_be_checked():
     illegible = decode_number(probs_for("12345"))
     result = apply_sum_rule([illegible, reading("4")], reading("9"))
