@@ -152,9 +152,11 @@ class NumberReading:
         return self.value is not None and not (self.flags & REVIEW_FLAGS)
 
     def value_table(self) -> dict[int, float]:
-        """Alternatives aggregated by integer value: {value: probability}. EMPTY -> {0: 1}."""
-        if Flag.EMPTY in self.flags:
-            return {0: 1.0}
+        """Alternatives aggregated by integer value: {value: probability}, "" (EMPTY) as 0.
+
+        A blank cell's one alternative is "" (so {0: 1}); a cell whose ink was all judged
+        "not a digit" reads EMPTY too, but keeps the numbers its pieces may be ("13" whose
+        touching digits read as no digit: "" 0.63, "22" 0.14), which the sum rule may need."""
         table: dict[int, float] = {}
         for text, probability in self.alternatives:
             value = int(text) if text else 0

@@ -428,6 +428,24 @@ def test_a_sobres_the_header_rule_corrected_checks_the_columns_as_corrected():
     assert result.total.value == 87 and Flag.CORRECTED_BY_SUM in result.total.flags
 
 
+def test_a_cell_whose_ink_was_judged_no_digit_can_be_corrected_to_a_number_it_may_be():
+    """Touching digits read whole as "not a digit" (cut probability 0.7) leave the cell EMPTY,
+    with "35" (the cut, 0.3) among its alternatives: the column that needs 35 takes it. A
+    blank cell (no ink) stays 0."""
+    from pipeline.decode import decode_pieces
+
+    no_digit = np.full((1, 11), 0.01)
+    no_digit[0, 10] = 0.9
+    cell = decode_pieces([[(0.7, no_digit), (0.3, probs_for("35", classes=11))]])
+    assert cell.value == 0 and Flag.EMPTY in cell.flags
+    rows = column_as_read()
+    rows[1] = cell
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert [r.value for r in result.rows] == [12, 35, 40, 0]
+    assert Flag.CORRECTED_BY_SUM in result.rows[1].flags
+    assert EMPTY.value_table() == {0: 1.0}
+
+
 def test_illegible_cell_without_probabilities_cannot_be_checked():
     illegible = decode_number(probs_for("12345"))
     result = apply_sum_rule([illegible, reading("4")], reading("9"))
