@@ -177,6 +177,16 @@ def test_sum_rule_fixes_a_planted_single_digit_error():
     assert all(Flag.CORRECTED_BY_SUM not in r.flags for i, r in enumerate(result.rows) if i != 1)
 
 
+def test_sum_rule_takes_an_alternative_half_a_percent_as_probable_as_the_best():
+    """A misread 35 whose 5 is the classifier's second choice at 0.005: the column adds up
+    with it alone, so it is taken (CONSISTENCY_WEIGHT 10,000: ~0.2% is enough)."""
+    rows = column_as_read()
+    rows[1] = reading("36", alternatives={1: {5: 0.005}})
+    result = apply_sum_rule(rows, reading("87"), reading("87"))
+    assert [r.value for r in result.rows] == [12, 35, 40, 0]
+    assert result.changed == (1,) and result.posterior >= 0.95
+
+
 def test_sum_rule_fixes_a_misread_total_that_rows_and_sobres_agree_on():
     total = reading("81", alternatives={1: {7: 0.25}})
     result = apply_sum_rule(column_as_read(), total, reading("87"))
