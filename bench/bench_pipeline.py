@@ -86,14 +86,15 @@ def _right(value, flags, truth) -> bool:
     return value == truth or (truth is None and "EMPTY" in flags and value in (0, None))
 
 
-def error_kind(value: int | None, truth: int | None) -> str:
-    """What went wrong in a cell read ``value`` where ``truth`` is written (None: blank):
-    too few digits (touching or overlapping digits read as one, a digit lost), too many (a
-    digit cut in two, a mark or a neighbour's ink read as a digit), one or more digits misread
-    in a number of the right length, or no value at all (ILLEGIBLE)."""
-    if value is None:
+def error_kind(text: str | None, truth: int | None) -> str:
+    """What went wrong in a cell read as the digit string ``text`` ("" EMPTY, None ILLEGIBLE)
+    where ``truth`` is written (None: blank): too few digits (touching or overlapping digits
+    read as one, a digit lost, a written number read EMPTY), too many (a digit cut in two, a
+    mark or a neighbour's ink read as a digit), one or more digits misread in a number of the
+    right length, or no value at all (ILLEGIBLE)."""
+    if text is None:
         return "no value"
-    read, written = str(value), "" if truth is None else str(truth)
+    read, written = text, "" if truth is None else str(truth)
     if len(read) < len(written):
         return "too few digits"
     if len(read) > len(written):
@@ -140,7 +141,7 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
                 right_before = _right(before.value, {str(f) for f in before.flags}, truth)
                 counts["exact_before"] += right_before
                 if not right_before:
-                    kinds[error_kind(before.value, truth)] += 1
+                    kinds[error_kind(before.text, truth)] += 1
                 right = _right(cell.value, cell.flags, truth)
                 counts["exact_after"] += right
                 accepted = cell.value is not None and not (set(cell.flags) & REVIEW)

@@ -87,8 +87,9 @@ class CellCrop:
     crop_box: (x0, y0, x1, y1) of ``image`` in the pixels of the page it was cut from.
     cell_box: the cell proper (line centre to line centre) in ``image`` pixels.
     kind: EMPTY, NO_USAR or WRITTEN.
-    faint_mark: an EMPTY cell holding a mark too weak for a stroke but FAINT_MARK_HEIGHT of
-    the cell tall (``faint_mark``): a digit written too light for this scan may be there.
+    faint_mark: an EMPTY cell holding a mark too weak for a stroke, or a piece dropped as too
+    pale for this page's writing (``pale_ink_limit``), FAINT_MARK_HEIGHT of the cell tall
+    (``faint_mark``): a digit written too light may be there.
     """
 
     spot: CellSpot
@@ -502,6 +503,8 @@ def cut_cells(
         clean[y0:y1, x0:x1] = remove_ruled_lines(clean[y0:y1, x0:x1], cell, line_px)
     strokes = normalise_strokes(clean, dpi)
     pale_below = pale_ink_limit(strokes, [box for spot, box in placed if not spot.no_usar])
+    pale = (strokes.peaks < pale_below) & (strokes.area >= PALE_MIN_AREA)  # by piece label
+    pale[0] = False  # the paper
     out = []
     for spot, box in placed:
         crop, crop_box, cell = cut_cell(page, box, line_px)
@@ -516,7 +519,13 @@ def cut_cells(
             continue
         cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale_below)
         kind = classify_cell(own, cell, False)
-        mark = kind == CellKind.EMPTY and faint_mark(strokes.faint, crop_box, cell)
+        # A pale piece dropped from a cell left EMPTY may have been a light digit among dark
+        # ones: marked like a faint mark, the cell is reviewed, not read a sure blank.
+        cx0, cy0, cx1, cy1 = crop_box
+        mark = kind == CellKind.EMPTY and (
+            faint_mark(strokes.faint, crop_box, cell)
+            or faint_mark(pale[strokes.labels[cy0:cy1, cx0:cx1]], (0, 0, 0, 0), cell)
+        )
         out.append(CellCrop(spot, cleaned, page_box, cell, kind, mark))
     return out
 
@@ -530,7 +539,9 @@ def pale_ink_limit(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> 
     darkness; a rubber stamp's faded ring is 2-5x paler, yet normalise_strokes raises each
     piece to full strength (gain up to MAX_GAIN), and an arc of it crossing a cell was read
     as a 1 ("5" read 15 at 0.96). The reference is the handwriting's, not the printing's: a
-    light pen on a form printed in black must not lose its digits.
+    light pen on a form printed in black must not lose its digits. A digit written much
+    lighter than the others on its page is dropped too; its cell, if left EMPTY, is marked
+    (``CellCrop.faint_mark``) and reviewed.
     """
     height, width = strokes.labels.shape
     inside = np.zeros((height, width), bool)

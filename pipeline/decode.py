@@ -18,7 +18,8 @@ scaling, p_T ∝ p^(1/T)) is available as well.
 
 Empty cells: a cell with no digit (no ink, or every piece judged "not a digit") reads value 0
 with flag EMPTY (informational, not a reason to review). The official data records 0 for such
-cells, and the sum rule counts them as a certain 0.
+cells, and the sum rule counts a cell with no ink as a certain 0 (a cell whose ink was all
+judged "not a digit" reads EMPTY too, but keeps its other readings: ``value_table``).
 
 The sum rule (``apply_sum_rule``): a column's rows must add up to its total, which must equal the
 header's sobres; ``apply_header_rule``: votantes - sobres = diferencia. When the best readings
@@ -159,8 +160,8 @@ class NumberReading:
         """Alternatives aggregated by integer value: {value: probability}, "" (EMPTY) as 0.
 
         A blank cell's one alternative is "" (so {0: 1}); a cell whose ink was all judged
-        "not a digit" reads EMPTY too, but keeps the numbers its pieces may be ("13" whose
-        touching digits read as no digit: "" 0.63, "22" 0.14), which the sum rule may need."""
+        "not a digit" reads EMPTY too, but keeps the numbers its pieces may be (a touching
+        "13" read as no digit: "" 0.51, "13" 0.49), which the sum rule may need."""
         table: dict[int, float] = {}
         for text, probability in self.alternatives:
             value = int(text) if text else 0
@@ -565,9 +566,7 @@ def _confirmed(reading: NumberReading, posterior: float, low_confidence: float) 
     flags = reading.flags
     if confidence >= low_confidence:
         flags = flags - {Flag.LOW_CONFIDENCE}
-    alternatives = reading.alternatives
-    if reading.text is not None and Flag.EMPTY not in reading.flags:
-        alternatives = _recentred(alternatives, reading.text, confidence)
+    alternatives = _recentred(reading.alternatives, reading.text or "", confidence)
     return replace(
         reading, confidence=confidence, alternatives=alternatives, flags=frozenset(flags)
     )

@@ -605,6 +605,8 @@ def apply_rules(
     agreed = {reading.value for reading in verdict.corrections}
     if not verdict.confirmed and len(verdict.corrections) >= SOBRES_BY_COLUMNS and len(agreed) == 1:
         corrected = min(verdict.corrections, key=lambda reading: reading.confidence)
+        # Several columns agree on this value: it alone is sobres now, its own rivals (which
+        # each column's correction kept, ``decode._recentred``) dropped.
         corrected = replace(
             corrected,
             alternatives=((str(corrected.value), corrected.confidence),),

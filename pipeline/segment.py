@@ -755,12 +755,18 @@ def _holes(ink: np.ndarray) -> np.ndarray:
     return keep[labels][1:-1, 1:-1]
 
 
-def _stroke_width(ink: np.ndarray) -> float:
-    """Median length of the horizontal ink runs: the pen's width in pixels."""
+def _run_edges(ink: np.ndarray) -> np.ndarray:
+    """(h, w + 1) int8 of an (h, w) ink image: +1 where a horizontal run of ink starts, -1
+    just after it ends (each row padded with paper on both sides)."""
     padded = np.zeros((ink.shape[0], ink.shape[1] + 2), np.int8)
     padded[:, 1:-1] = ink > 0
-    diff = np.diff(padded, axis=1)
-    starts, ends = np.nonzero(diff == 1), np.nonzero(diff == -1)
+    return np.diff(padded, axis=1)
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Median length of the horizontal ink runs: the pen's width in pixels."""
+    edges = _run_edges(ink)
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
     lengths = ends[1] - starts[1]
     return max(1.0, median(lengths)) if lengths.size else 1.0
 
@@ -1080,7 +1086,8 @@ def _struck_single_stroke(own: np.ndarray) -> bool:
     0.99): a strike line (``_strike_line``) with one stroke under it, reaching at least 15% of
     the height above and below the line, each row of it within ``ONE_STROKE_WIDTH`` of the
     height plus the pen's width; where it meets the line (its rows within a quarter of the
-    height of the line) one run of ink per row, overshot by the line on both sides by
+    height of the band left out around the line's middle row, ``_off_the_line``) one run of
+    ink per row, overshot by the line on both sides by
     ``ONE_OVERSHOOT`` of the height. Not a 4: next to its bar a 4 has two strokes, its left
     branch and its stem; not a crossed 7: its top bar is wide."""
     height, width = own.shape
@@ -1103,9 +1110,7 @@ def _struck_single_stroke(own: np.ndarray) -> bool:
     near = rows[np.abs(rows - middle) <= 0.25 * height + max(2, round(0.15 * height))]
     if near.size == 0:
         return False
-    padded = np.zeros((near.size, width + 2), np.int8)
-    padded[:, 1:-1] = stroke[near]
-    if (np.diff(padded, axis=1) == 1).sum(axis=1).max() > 1:  # two strokes in a row
+    if (_run_edges(stroke[near]) == 1).sum(axis=1).max() > 1:  # two strokes in a row
         return False
     cols = np.flatnonzero(stroke[near].any(axis=0))
     needed = max(3.0, ONE_OVERSHOOT * height)

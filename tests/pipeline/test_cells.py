@@ -223,8 +223,7 @@ def test_a_pale_stamp_arc_crossing_cells_is_not_their_ink(form, blank):
     assert ink[:, digit_x - 2 : digit_x + 3].any()
     cx0, cy0, cx1, cy1 = written.cell_box
     assert not ink[cy0:cy1, digit_x + 4 : cx1].any()  # the arc runs right of the digit
-    arc = page.copy()  # negative control: the arc alone on the page is the writing, kept
-    arc[:] = blank
+    arc = blank.copy()  # negative control: the arc alone on the page is the writing, kept
     cv2.ellipse(arc, centre, (round(1.6 * h), round(1.6 * h)), 0, 180, 300, 205, 3)
     assert any(c.kind == CellKind.WRITTEN for c in cut_cells(arc, form, DPI))
 
@@ -236,6 +235,19 @@ def test_a_light_pen_on_a_form_printed_in_black_keeps_its_digits(form, blank):
     _write_ones(page, form, WRITTEN_CELLS, 185)
     crops = cut_cells(page, form, DPI)
     assert all(_crop_of(crops, *cell).kind == CellKind.WRITTEN for cell in WRITTEN_CELLS)
+
+
+def test_a_digit_much_lighter_than_the_page_s_writing_leaves_its_cell_marked(form, blank):
+    """A 1 written 2.5x lighter than the four beside it falls below the pale limit like a
+    stamp's arc; its cell is then EMPTY but marked (reviewed), never a sure blank."""
+    page = blank.copy()
+    _write_ones(page, form, WRITTEN_CELLS[:4], PEN)
+    _write_ones(page, form, WRITTEN_CELLS[4:], 170)
+    crops = cut_cells(page, form, DPI)
+    light = _crop_of(crops, *WRITTEN_CELLS[4])
+    assert light.kind == CellKind.WRITTEN or light.faint_mark
+    blank_cell = _crop_of(crops, "133:133", 3)
+    assert blank_cell.kind == CellKind.EMPTY and not blank_cell.faint_mark
 
 
 def test_no_usar_cells_are_marked_and_every_field_is_cut():

@@ -456,6 +456,20 @@ def test_a_cell_whose_ink_was_judged_no_digit_can_be_corrected_to_a_number_it_ma
     assert EMPTY.value_table() == {0: 1.0}
 
 
+def test_a_reading_the_rule_confirms_says_so_in_its_alternatives():
+    """A doubtful sobres "87" (81 behind it) that the header rule confirms: its confidence
+    rises to the posterior and its alternatives put 87 first at that probability, the rest
+    sharing what is left."""
+    sobres = reading("87", sure=0.9, alternatives={1: {1: 0.3}})
+    assert sobres.value == 87 and sobres.alternatives[1][0] == "81"
+    result = apply_header_rule(reading("87"), sobres, EMPTY)
+    confirmed = result.readings[1]
+    assert result.changed == () and Flag.CORRECTED_BY_SUM not in confirmed.flags
+    assert confirmed.value == 87 and confirmed.confidence > sobres.confidence
+    assert confirmed.alternatives[0] == ("87", confirmed.confidence)
+    assert sum(p for _, p in confirmed.alternatives) <= 1.0 + 1e-9
+
+
 def test_illegible_cell_without_probabilities_cannot_be_checked():
     illegible = decode_number(probs_for("12345"))
     result = apply_sum_rule([illegible, reading("4")], reading("9"))

@@ -509,10 +509,10 @@ def test_a_single_struck_one_beside_its_correction_is_dropped_not_read_as_a_four
 def test_fours_and_crossed_sevens_beside_another_digit_are_not_struck_ones():
     """A 4's bar starts where its left branch comes down; a crossed 7's top bar is wide.
     (A "+" alone in a cell, with nothing beside it, is read, never dropped.)"""
-    seven = np.zeros((28, 22), np.uint8)
-    cv2.line(seven, (2, 3), (19, 3), 255, 2)
+    seven = np.zeros((28, 27), np.uint8)  # its bar overshoots the stem and the top bar
+    cv2.line(seven, (6, 3), (19, 3), 255, 2)
     cv2.line(seven, (19, 3), (9, 26), 255, 2)
-    cv2.line(seven, (6, 14), (21, 14), 255, 2)
+    cv2.line(seven, (2, 14), (24, 14), 255, 2)
     cells = [compose([seven, digit(0)], gaps=[8])[0]]
     cells += [compose([digit(4, nth), digit(0)], gaps=[8])[0] for nth in range(40)]
     for cell in cells:
