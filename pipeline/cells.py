@@ -88,7 +88,7 @@ class CellCrop:
     cell_box: the cell proper (line centre to line centre) in ``image`` pixels.
     kind: EMPTY, NO_USAR or WRITTEN.
     faint_mark: an EMPTY cell holding a mark too weak for a stroke, or a piece dropped as too
-    pale for this page's writing (``pale_ink_limit``), FAINT_MARK_HEIGHT of the cell tall
+    pale for this page's writing (``pale_pieces``), FAINT_MARK_HEIGHT of the cell tall
     (``faint_mark``): a digit written too light may be there.
     """
 
@@ -383,14 +383,13 @@ def keep_own_ink(
     crop_box: PixelBox,
     cell: PixelBox,
     line_px: float = 1.0,
-    pale_below: float = 0.0,
+    pale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """This cell's ink only: pieces mostly outside the cell are painted over with paper.
 
     crop_box: the crop in the stroke page's pixels; cell: the cell's box in crop pixels;
-    line_px: the ruled lines' width in pixels; pale_below: pieces of PALE_MIN_AREA or more
-    whose peak darkness (``StrokePage.peaks``) is below this are not the writer's either
-    (``pale_ink_limit``; smaller fragments of a light stroke peak lower, and stay).
+    line_px: the ruled lines' width in pixels; pale: (n,) bool by piece label, the pieces too
+    pale to be the writer's (``pale_pieces``), which are not the cell's either.
     A piece belongs to the cell when ``MIN_OWN_SHARE`` of its pixels (on the whole page) lie
     inside the cell's box; the part inside of a piece mostly outside is kept when it spans
     more than ``MIN_REACH_IN`` of the cell's height (this cell's digit touching a neighbour's,
@@ -412,7 +411,7 @@ def keep_own_ink(
     present = np.flatnonzero(np.bincount(pieces))  # the pieces in the crop, ascending
     inside_counts = np.bincount(pieces, weights=inside[mask])[present]
     share = inside_counts / np.maximum(strokes.area[present], 1)
-    pen = (strokes.peaks[present] >= pale_below) | (strokes.area[present] < PALE_MIN_AREA)
+    pen = np.ones(len(present), bool) if pale is None else ~pale[present]
     keep = (share >= MIN_OWN_SHARE) & pen
     own_labels = np.zeros(len(strokes.area), bool)  # lookup table: np.isin costs ~10x more
     own_labels[present[keep]] = True
@@ -502,9 +501,7 @@ def cut_cells(
         cell = (round(box[0]) - x0, round(box[1]) - y0, round(box[2]) - x0, round(box[3]) - y0)
         clean[y0:y1, x0:x1] = remove_ruled_lines(clean[y0:y1, x0:x1], cell, line_px)
     strokes = normalise_strokes(clean, dpi)
-    pale_below = pale_ink_limit(strokes, [box for spot, box in placed if not spot.no_usar])
-    pale = (strokes.peaks < pale_below) & (strokes.area >= PALE_MIN_AREA)  # by piece label
-    pale[0] = False  # the paper
+    pale = pale_pieces(strokes, [box for spot, box in placed if not spot.no_usar])
     out = []
     for spot, box in placed:
         crop, crop_box, cell = cut_cell(page, box, line_px)
@@ -517,7 +514,7 @@ def cut_cells(
         if spot.no_usar or crop.size == 0:
             out.append(CellCrop(spot, crop, page_box, cell, CellKind.NO_USAR))
             continue
-        cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale_below)
+        cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale)
         kind = classify_cell(own, cell, False)
         # A pale piece dropped from a cell left EMPTY may have been a light digit among dark
         # ones: marked like a faint mark, the cell is reviewed, not read a sure blank.
@@ -530,10 +527,12 @@ def cut_cells(
     return out
 
 
-def pale_ink_limit(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> float:
-    """The peak darkness below which a piece of ink is too pale to be this page's writing:
-    PALE_SHARE of the median peak of the pieces lying mostly (MIN_OWN_SHARE) inside the
-    fields (x0, y0, x1, y1 in the stroke page's pixels); 0 when no field holds ink.
+def pale_pieces(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> np.ndarray:
+    """(n,) bool by piece label: the pieces of PALE_MIN_AREA or more too pale to be this
+    page's writing, their peak darkness (``StrokePage.peaks``) below PALE_SHARE of the median
+    peak of such pieces lying mostly (MIN_OWN_SHARE) inside the fields (x0, y0, x1, y1 in the
+    stroke page's pixels); none when no field holds ink. Smaller fragments of a light stroke
+    peak lower, and are never judged so.
 
     The writer's pen is the same across the page, so its strokes reach about the same
     darkness; a rubber stamp's faded ring is 2-5x paler, yet normalise_strokes raises each
@@ -550,11 +549,12 @@ def pale_ink_limit(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> 
             max(0, int(y0)) : max(0, int(np.ceil(y1))), max(0, int(x0)) : max(0, int(np.ceil(x1)))
         ] = True
     counts = np.bincount(strokes.labels[inside], minlength=len(strokes.area))
-    written = (counts >= MIN_OWN_SHARE * strokes.area) & (strokes.area >= PALE_MIN_AREA)
-    written[0] = False
+    large = strokes.area >= PALE_MIN_AREA
+    large[0] = False  # the paper
+    written = large & (counts >= MIN_OWN_SHARE * strokes.area)
     if not written.any():
-        return 0.0
-    return PALE_SHARE * float(np.median(strokes.peaks[written]))
+        return np.zeros(len(strokes.area), bool)
+    return large & (strokes.peaks < PALE_SHARE * float(np.median(strokes.peaks[written])))
 
 
 def faint_mark(faint: np.ndarray, crop_box: PixelBox, cell: PixelBox) -> bool:

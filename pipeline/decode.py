@@ -36,13 +36,10 @@ is accepted only when its posterior probability is >= ``min_posterior`` under th
 where P(h) is the product of the cells' reading probabilities, Z_consistent sums P over the
 consistent readings found with up to ``max_changes + 1`` changes, and Z_all sums P over every
 combination of the cells' alternatives (no equation). With eps = 0.02 and N_eff = 200 (sums of
-two-to-three digit counts spread over a few hundred values), W = 10,000. (N_eff = 40, W = 2000
-until the second session of 2026-12-05, allowing for misreadings that cluster; on 100
-development telegrams, seed 7, W = 10,000 accepted 27 / 52 / 20 more cells of MNIST / USPS /
-hard and read 5 / 8 / 3 fewer wrong, with as many accepted wrong; 30,000 accepted 3 more
-wrong USPS cells. On the benchmark's seed 1: 1 / 6 / 1 more accepted wrong, see BENCHMARKS.)
-A correction then needs the changed cell's alternative to be at least ~0.2% as probable as
-its best reading AND no rival correction of similar probability: two independent misreadings in
+two-to-three digit counts spread over a few hundred values), W = 10,000 (2000, N_eff = 40,
+until 2026-12-05; BENCHMARKS.md has what each gives). A correction then needs the changed
+cell's alternative to be at least ~0.2% as probable as its best reading AND no rival
+correction of similar probability: two independent misreadings in
 one column are refused (SUM_MISMATCH), not guessed. SUM_MISMATCH then goes on the cells that
 may be the misread one (``mismatch_suspects``), not on the sure readings around them.
 """

@@ -1051,22 +1051,18 @@ def _off_the_line(own: np.ndarray, line: tuple[float, float]) -> tuple[np.ndarra
     return own & (rows < line_rows - band), own & (rows > line_rows + band)
 
 
-def _struck_by_line(own: np.ndarray) -> bool:
-    """A piece (h, w) bool crossed out by one straight stroke (``_strike_line``) that has
-    digits under it (ink both above and below it), overshoots them on both sides by
-    ``LINE_OVERSHOOT`` of the height (a pen crossing out overshoots what it crosses; a digit's
-    own stroke ends where the digit does), and is at least 1.1x the piece's height long
-    (longer than the bar of a 7 or a 4, about half a digit's height, and than most single
-    digits are wide). A single struck 1 has too little ink under the line for this:
-    ``_struck_single_stroke``.
+def _struck_by_line(own: np.ndarray, above: np.ndarray, below: np.ndarray) -> bool:
+    """A piece (h, w) bool crossed out by one straight stroke (``_strike_line``; above and
+    below: the ink off it, ``_off_the_line``) that has digits under it (ink both above and
+    below it), overshoots them on both sides by ``LINE_OVERSHOOT`` of the height (a pen
+    crossing out overshoots what it crosses; a digit's own stroke ends where the digit does),
+    and is at least 1.1x the piece's height long (longer than the bar of a 7 or a 4, about
+    half a digit's height, and than most single digits are wide). A single struck 1 has too
+    little ink under the line for this: ``_struck_single_stroke``.
     """
     height, width = own.shape
-    if width < 1.1 * height or height < 6:
+    if width < 1.1 * height:
         return False
-    line = _strike_line(own)
-    if line is None:
-        return False
-    above, below = _off_the_line(own, line)
     if above.sum() < height or below.sum() < height:
         return False
     cols = np.flatnonzero((above | below).any(axis=0))
@@ -1081,9 +1077,12 @@ ONE_STROKE_WIDTH = 0.35
 ONE_OVERSHOOT = 0.15
 
 
-def _struck_single_stroke(own: np.ndarray) -> bool:
+def _struck_single_stroke(
+    own: np.ndarray, line: tuple[float, float], above: np.ndarray, below: np.ndarray
+) -> bool:
     """A 1 crossed out by one straight stroke (a "+", which the classifier reads as a 4 at
-    0.99): a strike line (``_strike_line``) with one stroke under it, reaching at least 15% of
+    0.99): a strike line (``_strike_line``; above and below: the ink off it,
+    ``_off_the_line``) with one stroke under it, reaching at least 15% of
     the height above and below the line, each row of it within ``ONE_STROKE_WIDTH`` of the
     height plus the pen's width; where it meets the line (its rows within a quarter of the
     height of the band left out around the line's middle row, ``_off_the_line``) one run of
@@ -1091,12 +1090,6 @@ def _struck_single_stroke(own: np.ndarray) -> bool:
     ``ONE_OVERSHOOT`` of the height. Not a 4: next to its bar a 4 has two strokes, its left
     branch and its stem; not a crossed 7: its top bar is wide."""
     height, width = own.shape
-    if height < 6:
-        return False
-    line = _strike_line(own)
-    if line is None:
-        return False
-    above, below = _off_the_line(own, line)
     reach = 0.15 * height
     if np.count_nonzero(above.any(axis=1)) < reach or np.count_nonzero(below.any(axis=1)) < reach:
         return False
@@ -1158,7 +1151,12 @@ def is_struck_out(own: np.ndarray) -> bool:
     """True when a piece of ink (h, w) bool (its own pixels, cropped to its box) is a number
     crossed out by a strike line or an X (``_struck_by_line``, ``_struck_single_stroke``,
     ``_struck_by_cross``)."""
-    return _struck_by_line(own) or _struck_single_stroke(own) or _struck_by_cross(own)
+    line = _strike_line(own) if own.shape[0] >= 6 else None
+    if line is not None:
+        above, below = _off_the_line(own, line)
+        if _struck_by_line(own, above, below) or _struck_single_stroke(own, line, above, below):
+            return True
+    return _struck_by_cross(own)
 
 
 def _widen(own: np.ndarray) -> np.ndarray:

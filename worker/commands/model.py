@@ -122,8 +122,7 @@ def _classifier(model: str | None):
 
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.out.suffix != ".keras":
-        raise BadInput(f"--out must end in .keras: {args.out}")
+    _keras_file(args.out, "--out")
     from pipeline import training
 
     data = training.load_mnist(args.mnist)
@@ -141,6 +140,15 @@ def run_train(args: argparse.Namespace) -> int:
     return _save_with_card(model, facts, data, args)
 
 
+def _keras_file(path: Path, option: str, exists: bool = False) -> None:
+    """BadInput naming ``option`` unless ``path`` ends in .keras (and, with ``exists``, is a
+    file): checked before TensorFlow or any data is loaded."""
+    if path.suffix != ".keras":
+        raise BadInput(f"{option} must end in .keras: {path}")
+    if exists and not path.is_file():
+        raise BadInput(f"{option}: no such model file: {path}")
+
+
 def _save_with_card(model, facts: dict, data, args: argparse.Namespace) -> int:
     """Test figures (MNIST test, USPS if given), then the model file and its card."""
     from pipeline import training
@@ -156,10 +164,8 @@ def _save_with_card(model, facts: dict, data, args: argparse.Namespace) -> int:
 
 def run_adapt(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.out.suffix != ".keras" or args.base.suffix != ".keras":
-        raise BadInput(f"--base and --out must end in .keras: {args.base}, {args.out}")
-    if not args.base.is_file():
-        raise BadInput(f"--base: no such model file: {args.base}")
+    _keras_file(args.out, "--out")
+    _keras_file(args.base, "--base", exists=True)
     if args.telegrams < 10 or args.epochs < 1:
         raise BadInput("--telegrams must be at least 10 and --epochs at least 1")
     import tempfile
@@ -201,11 +207,9 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 def run_average(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.out.suffix != ".keras":
-        raise BadInput(f"--out must end in .keras: {args.out}")
+    _keras_file(args.out, "--out")
     for path in args.models:
-        if path.suffix != ".keras" or not path.is_file():
-            raise BadInput(f"not a .keras model file: {path}")
+        _keras_file(path, "a model to average", exists=True)
         if path.resolve() == args.out.resolve():
             raise BadInput(f"--out would overwrite a model being averaged: {path}")
     from pipeline import training
