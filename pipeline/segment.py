@@ -1292,10 +1292,12 @@ def _halves_or_whole(
     ink: np.ndarray, stroke_mask: np.ndarray, labels: np.ndarray, left: _Group, right: _Group
 ) -> Piece:
     """One piece of two (``_halves_of_one_digit``) with two options: read whole, or as the two
-    digits they are on the page. Neither is favoured by shape (a split costs SPLIT_PENALTY,
-    as in ``split_options(force=True)``): "( )" read as a 0 beats "6" "1" only when the
-    classifier is surer of the 0, and two 1s written close read as a whole "not a digit"
-    (a classifier without that class never reads them whole: ``Piece.joined``)."""
+    digits they are on the page. Neither is favoured: no cut is invented (SPLIT_PENALTY is the
+    price of a cut through ink), so "( )" read as a 0 beats "6" "1" only when the classifier
+    is surer of the 0 than of the two parts together, and two 1s written close stay "11"
+    though their whole reads as a 4 at 0.85 (it did at the split's old price, e^-1: seed 7's
+    "11" read "4"); read as a whole "not a digit", they always do (a classifier without
+    that class never reads them whole: ``Piece.joined``)."""
     joint = replace(left, labels=list(left.labels))
     joint.absorb(right)
     strokes, origin, edge = _piece_ink(ink, stroke_mask, labels, joint)
@@ -1307,7 +1309,7 @@ def _halves_or_whole(
     assert whole is not None and all(part is not None for part in parts)  # both have ink
     return Piece(
         options=((whole,), tuple(part for part in parts if part is not None)),
-        log_priors=(0.0, -SPLIT_PENALTY),
+        log_priors=(0.0, 0.0),
         box=whole.box,
         ink=strokes,
         edge=edge,

@@ -246,6 +246,31 @@ def test_two_ones_written_close_stay_two_digits(classifier):
     assert kept >= 9
 
 
+def test_two_pieces_apart_are_read_as_two_unless_the_whole_reads_surer():
+    """Two pieces seen apart on the page need no invented cut: offered whole as well, the
+    whole wins only when it reads more surely than the two parts together. Two close 1s
+    whose whole looks like a 4 at 0.85, each part a 1 at 0.97, read "11"; a whole 0 at
+    0.99 against parts at 0.6 reads "0"."""
+    cell, _ = compose([digit(1, 0), digit(1, 1)], gaps=[1])
+    segmentation = segment_cell(cell)
+    (piece,) = segmentation.pieces
+    assert piece.joined
+
+    def read(whole: int, whole_p: float, part: int, part_p: float) -> list[int]:
+        def probs_of(crop):
+            is_whole = any(len(option) == 1 and option[0] is crop for option in piece.options)
+            label, p = (whole, whole_p) if is_whole else (part, part_p)
+            probs = np.full(11, (1.0 - p) / 10)
+            probs[label] = p
+            return probs
+
+        chosen = choose_splits([segmentation], probs_of=probs_of)[0]
+        return [int(probs_of(crop)[:10].argmax()) for crop in chosen.digits]
+
+    assert read(4, 0.85, 1, 0.97) == [1, 1]
+    assert read(0, 0.99, 1, 0.6) == [0]
+
+
 def test_choose_splits_classifies_all_cells_in_one_batch(classifier):
     """One classify call for many cells; each distinct candidate crop reframed once."""
     from pipeline.reframe import reframe_digit
