@@ -16,6 +16,14 @@ reliability table). Alternatives are scaled by the same factor as the best readi
 ratios (what the sum rule uses) are the model's own. ``calibrate`` (digit-level temperature
 scaling, p_T ∝ p^(1/T)) is available as well.
 
+Impossible counts: a form's cells hold the counts of one mesa, never more than its
+registered electors (``FormTemplate.max_count``). Readings above ``max_value`` are dropped
+from a cell's alternatives and the rest renormalised (the classifier's probabilities hold
+under a flat prior over strings; conditioning on "a possible count" is Bayes' rule with a
+prior of 0 above the bound). A flagged 1 read as a 7 in "107" gives "707": the bound makes
+it "107" when that is among the alternatives, and ILLEGIBLE when no alternative is possible.
+A number surely read and impossible is no possible reading made sure: MIN_POSSIBLE_SHARE.
+
 Empty cells: a cell with no digit (no ink, or every piece judged "not a digit") reads value 0
 with flag EMPTY (informational, not a reason to review). The official data records 0 for such
 cells, and the sum rule counts a cell with no ink as a certain 0 (a cell whose ink was all
@@ -63,6 +71,11 @@ ILLEGIBLE_BELOW = 0.3  # below this there is no usable best reading: value None
 MAX_DIGITS = 4  # more pieces than this is not a count (0..~3,000): ILLEGIBLE
 TOP_PER_PIECE = 4  # outcomes per piece considered when listing alternatives
 TOP_ALTERNATIVES = 10
+# Readings above a cell's bound are dropped and the rest renormalised only when the possible
+# readings hold at least this share of the listed probability; below it the image shows an
+# impossible number (a stray mark read as a digit, a wrong cut) and the possible readings keep
+# their own probability, so they are reviewed, not made sure by the bound alone.
+MIN_POSSIBLE_SHARE = 0.05
 CONSISTENCY_WEIGHT = 10_000.0
 
 
@@ -180,9 +193,12 @@ def _piece_outcomes(row: np.ndarray, top: int) -> list[tuple[str, float]]:
     return [("" if c == NOT_A_DIGIT else str(int(c)), float(row[c])) for c in order]
 
 
-def string_alternatives(probs: np.ndarray, top: int = TOP_ALTERNATIVES) -> list[tuple[str, float]]:
-    """(k, C) calibrated probabilities -> the ``top`` most probable digit strings with their
-    probabilities (product over pieces of their outcomes' probabilities, summed per string)."""
+def string_alternatives(
+    probs: np.ndarray, top: int | None = TOP_ALTERNATIVES
+) -> list[tuple[str, float]]:
+    """(k, C) calibrated probabilities -> the ``top`` (None: all) most probable digit strings
+    with their probabilities (product over pieces of their outcomes' probabilities, summed per
+    string)."""
     per_piece = [_piece_outcomes(row, TOP_PER_PIECE) for row in probs]
     totals: dict[str, float] = {}
     for combo in itertools.product(*per_piece):
@@ -201,6 +217,7 @@ def decode_number(
     split_confidence: float = 1.0,
     low_confidence: float = LOW_CONFIDENCE,
     max_digits: int = MAX_DIGITS,
+    max_value: int | None = None,
 ) -> NumberReading:
     """Digit pieces' class probabilities -> NumberReading.
 
@@ -210,6 +227,7 @@ def decode_number(
     struck_through: from the segmentation; adds STRUCK_THROUGH (review).
     split_confidence: probability the segmentation cut the digits right
     (``CellSegmentation.split_confidence``); every reading's probability is multiplied by it.
+    max_value: the largest possible count (None: no bound); readings above it are dropped.
     """
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or (probs.shape[0] and probs.shape[1] not in (10, 11)):
@@ -220,8 +238,8 @@ def decode_number(
     calibrated = calibrate(probs, temperature)
     if probs.shape[0] > max_digits:
         return NumberReading(None, None, 0.0, calibrated, (), frozenset(flags | {Flag.ILLEGIBLE}))
-    raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated)]
-    return _reading(raw, calibrated, flags, calibration, low_confidence)
+    raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated, None)]
+    return _reading(raw, calibrated, flags, calibration, low_confidence, max_value)
 
 
 def _reading(
@@ -230,8 +248,23 @@ def _reading(
     flags: set[Flag],
     calibration: Calibration,
     low_confidence: float,
+    max_value: int | None = None,
 ) -> NumberReading:
-    """NumberReading from raw (uncalibrated) string alternatives, best first."""
+    """NumberReading from raw (uncalibrated) string alternatives, best first: those above
+    ``max_value`` dropped and the others renormalised by the mass kept (when it is at least
+    MIN_POSSIBLE_SHARE), then the first TOP_ALTERNATIVES kept; ILLEGIBLE when none is
+    possible."""
+    if max_value is not None:
+        listed = sum(p for _, p in raw)
+        raw = [(text, p) for text, p in raw if not text or int(text) <= max_value]
+        kept = sum(p for _, p in raw)
+        if kept <= 0:
+            return NumberReading(
+                None, None, 0.0, digit_probs, (), frozenset(flags | {Flag.ILLEGIBLE})
+            )
+        if kept >= MIN_POSSIBLE_SHARE * listed:
+            raw = [(text, p * listed / kept) for text, p in raw]
+    raw = raw[:TOP_ALTERNATIVES]
     best_raw = raw[0][1]
     confidence = calibration(best_raw) if best_raw > 0 else 0.0
     factor = confidence / best_raw if best_raw > 0 else 0.0
@@ -256,6 +289,7 @@ def decode_pieces(
     struck_through: bool = False,
     low_confidence: float = LOW_CONFIDENCE,
     max_digits: int = MAX_DIGITS,
+    max_value: int | None = None,
 ) -> NumberReading:
     """Like ``decode_number`` when the segmentation was not sure how to cut some pieces.
 
@@ -288,8 +322,8 @@ def decode_pieces(
     for combo in itertools.product(*per_piece):
         text = "".join(part for part, _ in combo)
         totals[text] = totals.get(text, 0.0) + math.prod(p for _, p in combo)
-    raw = sorted(totals.items(), key=lambda item: -item[1])[:TOP_ALTERNATIVES]
-    return _reading(raw, digit_probs, flags, calibration, low_confidence)
+    raw = sorted(totals.items(), key=lambda item: -item[1])
+    return _reading(raw, digit_probs, flags, calibration, low_confidence, max_value)
 
 
 def decode_cell(segmentation, probs_of, **options) -> NumberReading:
@@ -298,7 +332,7 @@ def decode_cell(segmentation, probs_of, **options) -> NumberReading:
     probs_of: DigitCrop -> (C,) class probabilities (from the chunk's batched classification).
     Each piece's split options are weighted by ``Piece.weights`` (the classifier-checked cut
     probabilities; a piece that was never ambiguous has one option of weight 1). options: as
-    ``decode_pieces`` (calibration, temperature, low_confidence, max_digits).
+    ``decode_pieces`` (calibration, temperature, low_confidence, max_digits, max_value).
     """
     pieces = []
     for piece in segmentation.pieces:

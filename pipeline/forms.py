@@ -190,6 +190,9 @@ class FormTemplate:
       (typed identity values).
     - ``frames``, ``rules``, ``texts``: the rest of the printed page (boxes, lines such as
       signature lines, headings), for :func:`pipeline.render.render_form`.
+    - ``max_count``: the largest count any handwritten field can hold (a mesa's votes cannot
+      exceed its registered electors), or None for no bound: readings above it are
+      impossible (``pipeline.decode``).
     """
 
     name: str
@@ -212,6 +215,7 @@ class FormTemplate:
     texts: tuple[Text, ...] = ()
     line_width_mm: float = 0.3
     source: str = ""
+    max_count: int | None = None
     _row_index: Mapping[str, Row] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -417,6 +421,8 @@ def parse_template(data: Any) -> FormTemplate:
                       "seccionprovincial_nombre": str (opt)},
          "page": {"width_mm": number, "height_mm": number},
          "line_width_mm": number (optional, default 0.3),
+         "max_count": int (optional; the largest possible count, e.g. the most electors a
+                      mesa may have; no bound when absent),
          "table": {"box": box, "heading_y1": number, "heading_split": number (opt),
                    "heading_note": str (opt)},
          "label_columns": [{"title": str, "x0": n, "x1": n}, ...],
@@ -464,6 +470,9 @@ def parse_template(data: Any) -> FormTemplate:
     if not (50 <= width_mm <= 1000 and 50 <= height_mm <= 1000):
         raise _fail("page", "width_mm and height_mm must be 50..1000 mm")
     line_width_mm = _num(data, "line_width_mm", "", 0.3)
+    max_count = _int(data, "max_count", "") if "max_count" in data else None
+    if max_count is not None and max_count < 1:
+        raise _fail("max_count", f"must be a whole number of at least 1, got {max_count!r}")
 
     t = _get(data, "table", "")
     table = _box(_get(t, "box", "table"), "table.box")
@@ -615,6 +624,7 @@ def parse_template(data: Any) -> FormTemplate:
         texts=tuple(texts),
         line_width_mm=line_width_mm,
         source=source,
+        max_count=max_count,
     )
 
 

@@ -295,6 +295,8 @@ def build_template(
     }
     if heading_split is not None:
         data["table"]["heading_split"] = r(heading_split)
+    if base.max_count is not None:
+        data["max_count"] = base.max_count
     return data, parse_template(json.loads(json.dumps(data)))
 
 

@@ -540,10 +540,12 @@ def decode_fields(
     batch: _BatchedDigits,
     num_classes: int,
     calibration: Calibration = IDENTITY,
+    max_value: int | None = None,
 ) -> dict[str, NumberReading]:
     """Stage 5: a NumberReading per field (``decode_cell``); the pieces of a header value's
     digit boxes are joined, left to right, into one number. calibration: of the classifier's
-    weights (``calibration_for``)."""
+    weights (``calibration_for``); max_value: the largest possible count (the template's
+    ``max_count``), readings above it are impossible."""
     readings: dict[str, NumberReading] = {}
     header_boxes: dict[str, list[CellSegmentation]] = {}
     failed: set[str] = set()
@@ -559,7 +561,9 @@ def decode_fields(
         if parts[0] == "header" and len(parts) == 3:  # one digit box of a header value
             header_boxes.setdefault(parts[1], []).append(segmentation)
             continue
-        reading = decode_cell(segmentation, batch.probs_of, calibration=calibration)
+        reading = decode_cell(
+            segmentation, batch.probs_of, calibration=calibration, max_value=max_value
+        )
         if crop.faint_mark:
             reading = _faintly_marked(reading)
         readings[name] = reading
@@ -570,7 +574,7 @@ def decode_fields(
             ink_fraction=max(box.ink_fraction for box in boxes),
         )
         readings[f"header:{field_name}"] = decode_cell(
-            joined, batch.probs_of, calibration=calibration
+            joined, batch.probs_of, calibration=calibration, max_value=max_value
         )
     for field_name in failed:
         readings[field_name] = NumberReading(
@@ -834,7 +838,12 @@ def read_telegrams(
             details.append(detail)
         try:
             readings = decode_fields(
-                page.crops, segmentations, batch, num_classes, calibration_for(classifier)
+                page.crops,
+                segmentations,
+                batch,
+                num_classes,
+                calibration_for(classifier),
+                template.max_count,
             )
             detail.before_rules.update(readings)
             readings = apply_rules(readings, template)

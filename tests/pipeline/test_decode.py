@@ -63,6 +63,33 @@ def test_number_is_the_best_digits_and_confidence_their_product():
     assert sum(probabilities) <= 1.0 + 1e-9
 
 
+def test_a_count_above_the_bound_reads_as_its_possible_alternative():
+    """A flagged 1 read as a 7 (0.6 against 0.4) makes "107" read "707": above a bound of
+    400 (no mesa has that many electors) it is impossible, and the possible readings share
+    its probability: 107, surely."""
+    probs = probs_for("707", alternatives={0: {1: 0.4}})
+    assert decode_number(probs).value == 707
+    bounded = decode_number(probs, max_value=400)
+    assert bounded.value == 107 and bounded.accepted
+    assert all(int(text) <= 400 for text, _ in bounded.alternatives if text)
+
+
+def test_a_surely_read_impossible_count_is_not_made_sure_by_the_bound():
+    """A "707" read at 0.996, "107" at 0.0015 and every other possible reading far below:
+    the bound drops 707 but does not make 107 sure (renormalised, it would be 0.99)."""
+    probs = probs_for("707", sure=0.9995, alternatives={0: {1: 0.0015}})
+    bounded = decode_number(probs, max_value=400)
+    assert bounded.value != 707 and not bounded.accepted
+
+
+def test_a_cell_with_no_possible_reading_is_illegible():
+    """Every first digit considered is 6 or more: no three-digit reading is 400 or less."""
+    first = np.array([0, 0, 0, 0, 0, 0, 0.1, 0.1, 0.1, 0.7])
+    probs = np.vstack([first, probs_for("99")])
+    reading = decode_number(probs, max_value=400)
+    assert reading.value is None and Flag.ILLEGIBLE in reading.flags
+
+
 def test_confident_number_is_accepted_without_flags():
     result = reading("305")
     assert result.value == 305 and result.flags == frozenset() and result.accepted

@@ -181,6 +181,8 @@ def _break(data: dict, path: list, value) -> dict:
         (["page", "width_mm"], "legal", "page.width_mm"),
         (["table", "heading_y1"], 0.99, "table.heading_y1"),
         (["texts", 0, "anchor"], "middle", "texts[0].anchor"),
+        (["max_count"], 0, "max_count"),
+        (["max_count"], "350", "max_count"),
     ],
 )
 def test_a_bad_template_is_rejected_naming_the_field(path, value, field) -> None:

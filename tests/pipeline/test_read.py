@@ -301,6 +301,20 @@ def test_a_sobres_no_column_adds_up_to_goes_to_review_with_votantes(sobres_read,
     assert Flag.SUM_MISMATCH not in out["header:diferencia"].flags
 
 
+def test_no_cell_reads_above_the_forms_bound():
+    """The template's max_count reaches decoding: with a bound of 9, no cell or header value
+    of a typical telegram reads above it, while read unbounded it has counts above 9."""
+    from dataclasses import replace
+
+    page = telegram(21, 0, "typical").image
+    form = template()
+    (free,) = read_telegrams([page], form, classifier())
+    (bounded,) = read_telegrams([page], replace(form, max_count=9), classifier())
+    assert any(cell.value is not None and cell.value > 9 for cell in free.cells)
+    values = [c.value for c in bounded.cells] + [v.value for v in bounded.header.values()]
+    assert all(value is None or value <= 9 for value in values)
+
+
 def test_an_empty_cell_with_a_faint_mark_is_read_empty_but_not_surely():
     """A "1" too light for a stroke leaves its cell EMPTY with a faint mark: the reading is
     the blank's (value 0, EMPTY) at confidence 0.5, flagged LOW_CONFIDENCE; the blank cells

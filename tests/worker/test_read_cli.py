@@ -118,6 +118,7 @@ def test_forms_detect_finds_the_2019_sample_grid_of_the_shipped_template(capsys,
     assert differences["row_lines"] < 2 * one_pixel
     assert differences["column_lines"] < 2 * one_pixel
     assert differences["no_usar_differences"] == 0
+    assert detected.max_count == shipped.max_count is not None
 
 
 def test_forms_detect_names_a_bad_rows_file(capsys, tmp_path):
