@@ -254,9 +254,11 @@ def _reading(
     ``max_value`` dropped and the others renormalised by the mass kept (when it is at least
     MIN_POSSIBLE_SHARE), then the first TOP_ALTERNATIVES kept; ILLEGIBLE when none is
     possible."""
-    if max_value is not None:
+    digits = len(str(max_value)) if max_value is not None else 0
+    # a string of fewer digits than max_value is below it: int() only for the longer ones
+    if max_value is not None and any(len(text) >= digits for text, _ in raw):
         listed = sum(p for _, p in raw)
-        raw = [(text, p) for text, p in raw if not text or int(text) <= max_value]
+        raw = [(text, p) for text, p in raw if len(text) < digits or int(text) <= max_value]
         kept = sum(p for _, p in raw)
         if kept <= 0:
             return NumberReading(
