@@ -2,7 +2,7 @@
 
 ``decode_number(probs)`` turns the (k, C) class probabilities of a cell's k digit pieces into a
 ``NumberReading``: the most probable digit string, its probability (``confidence``, after
-after calibration), the next most probable readings (``alternatives``) and ``flags``.
+calibration), the next most probable readings (``alternatives``) and ``flags``.
 
 Confidence = probability that the WHOLE number is right. The raw figure is the probability of
 the best digit string: the product of the per-piece probabilities of its outcomes (summed over
@@ -18,11 +18,12 @@ scaling, p_T ∝ p^(1/T)) is available as well.
 
 Impossible counts: a form's cells hold the counts of one mesa, never more than its
 registered electors (``FormTemplate.max_count``). Readings above ``max_value`` are dropped
-from a cell's alternatives and the rest renormalised (the classifier's probabilities hold
-under a flat prior over strings; conditioning on "a possible count" is Bayes' rule with a
-prior of 0 above the bound). A flagged 1 read as a 7 in "107" gives "707": the bound makes
-it "107" when that is among the alternatives, and ILLEGIBLE when no alternative is possible.
-A number surely read and impossible is no possible reading made sure: MIN_POSSIBLE_SHARE.
+from a cell's alternatives and the rest of the best reading's digit count renormalised (the
+classifier's probabilities hold under a flat prior over strings; conditioning on "a possible
+count" is Bayes' rule with a prior of 0 above the bound). A flagged 1 read as a 7 in "107"
+gives "707": the bound makes it "107" when that is among the alternatives, and ILLEGIBLE
+when no alternative is possible. A number surely read and impossible is no possible reading
+made sure: MIN_POSSIBLE_SHARE.
 
 Empty cells: a cell with no digit (no ink, or every piece judged "not a digit") reads value 0
 with flag EMPTY (informational, not a reason to review). The official data records 0 for such
@@ -68,7 +69,7 @@ NOT_A_DIGIT = 10  # index of the optional 11th class ("not a digit"); matches pi
 DEFAULT_TEMPERATURE = 1.0
 LOW_CONFIDENCE = 0.9  # below this a reading is flagged for review
 ILLEGIBLE_BELOW = 0.3  # below this there is no usable best reading: value None
-MAX_DIGITS = 4  # more pieces than this is not a count (0..~3,000): ILLEGIBLE
+MAX_DIGITS = 4  # more pieces than this is no mesa's count, bound or not: ILLEGIBLE
 TOP_PER_PIECE = 4  # outcomes per piece considered when listing alternatives
 TOP_ALTERNATIVES = 10
 # Readings above a cell's bound are dropped and the rest renormalised only when the possible
@@ -196,9 +197,9 @@ def _piece_outcomes(row: np.ndarray, top: int) -> list[tuple[str, float]]:
 def string_alternatives(
     probs: np.ndarray, top: int | None = TOP_ALTERNATIVES
 ) -> list[tuple[str, float]]:
-    """(k, C) calibrated probabilities -> the ``top`` (None: all) most probable digit strings
-    with their probabilities (product over pieces of their outcomes' probabilities, summed per
-    string)."""
+    """(k, C) calibrated probabilities -> the ``top`` most probable digit strings (None: every
+    string of the pieces' TOP_PER_PIECE outcomes) with their probabilities (product over
+    pieces of their outcomes' probabilities, summed per string)."""
     per_piece = [_piece_outcomes(row, TOP_PER_PIECE) for row in probs]
     totals: dict[str, float] = {}
     for combo in itertools.product(*per_piece):
@@ -206,6 +207,11 @@ def string_alternatives(
         probability = math.prod(p for _, p in combo)
         totals[text] = totals.get(text, 0.0) + probability
     return sorted(totals.items(), key=lambda item: -item[1])[:top]
+
+
+def illegible(digit_probs: np.ndarray, flags: set[Flag] | frozenset[Flag] = frozenset()):
+    """The reading of a cell with no usable number: value None, no alternatives, ILLEGIBLE."""
+    return NumberReading(None, None, 0.0, digit_probs, (), frozenset(flags) | {Flag.ILLEGIBLE})
 
 
 def decode_number(
@@ -227,7 +233,8 @@ def decode_number(
     struck_through: from the segmentation; adds STRUCK_THROUGH (review).
     split_confidence: probability the segmentation cut the digits right
     (``CellSegmentation.split_confidence``); every reading's probability is multiplied by it.
-    max_value: the largest possible count (None: no bound); readings above it are dropped.
+    max_value: the largest possible count (None: no bound); readings above it are dropped
+    (``_reading``: the rest renormalised within the best reading's digit count).
     """
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or (probs.shape[0] and probs.shape[1] not in (10, 11)):
@@ -237,7 +244,7 @@ def decode_number(
         return NumberReading(0, "", 1.0, probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
     calibrated = calibrate(probs, temperature)
     if probs.shape[0] > max_digits:
-        return NumberReading(None, None, 0.0, calibrated, (), frozenset(flags | {Flag.ILLEGIBLE}))
+        return illegible(calibrated, flags)
     raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated, None)]
     return _reading(raw, calibrated, flags, calibration, low_confidence, max_value)
 
@@ -250,22 +257,26 @@ def _reading(
     low_confidence: float,
     max_value: int | None = None,
 ) -> NumberReading:
-    """NumberReading from raw (uncalibrated) string alternatives, best first: those above
-    ``max_value`` dropped and the others renormalised by the mass kept (when it is at least
-    MIN_POSSIBLE_SHARE), then the first TOP_ALTERNATIVES kept; ILLEGIBLE when none is
-    possible."""
+    """NumberReading from raw (uncalibrated) string alternatives, best first.
+
+    Readings above ``max_value`` are dropped; those with as many digits as the best listed
+    reading share its digit count's probability (renormalised, when they kept at least
+    MIN_POSSIBLE_SHARE of it), the others keep their own: the bound says which number, not
+    how many digits, and a shorter reading (a piece judged "not a digit") or a blank must not
+    become sure because a longer one was impossible. ILLEGIBLE, with no alternatives, when
+    no reading is possible (the sum rule then has no candidates for the cell's column)."""
     digits = len(str(max_value)) if max_value is not None else 0
     # a string of fewer digits than max_value is below it: int() only for the longer ones
     if max_value is not None and any(len(text) >= digits for text, _ in raw):
-        listed = sum(p for _, p in raw)
+        length = len(raw[0][0])
+        listed = sum(p for text, p in raw if len(text) == length)
         raw = [(text, p) for text, p in raw if len(text) < digits or int(text) <= max_value]
-        kept = sum(p for _, p in raw)
-        if kept <= 0:
-            return NumberReading(
-                None, None, 0.0, digit_probs, (), frozenset(flags | {Flag.ILLEGIBLE})
-            )
-        if kept >= MIN_POSSIBLE_SHARE * listed:
-            raw = [(text, p * listed / kept) for text, p in raw]
+        if not raw:
+            return illegible(digit_probs, flags)
+        kept = sum(p for text, p in raw if len(text) == length)
+        if kept > 0 and kept >= MIN_POSSIBLE_SHARE * listed:
+            scaled = ((text, p * listed / kept if len(text) == length else p) for text, p in raw)
+            raw = sorted(scaled, key=lambda item: -item[1])
     raw = raw[:TOP_ALTERNATIVES]
     best_raw = raw[0][1]
     confidence = calibration(best_raw) if best_raw > 0 else 0.0
@@ -311,7 +322,7 @@ def decode_pieces(
     if not pieces:
         return NumberReading(0, "", 1.0, digit_probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
     if digit_probs.shape[0] > max_digits:
-        return NumberReading(None, None, 0.0, digit_probs, (), frozenset(flags | {Flag.ILLEGIBLE}))
+        return illegible(digit_probs, flags)
     per_piece = []
     for options in pieces:
         table: dict[str, float] = {}

@@ -422,7 +422,7 @@ def parse_template(data: Any) -> FormTemplate:
          "page": {"width_mm": number, "height_mm": number},
          "line_width_mm": number (optional, default 0.3),
          "max_count": int (optional; the largest possible count, e.g. the most electors a
-                      mesa may have; no bound when absent),
+                      mesa may have; no bound when absent or null),
          "table": {"box": box, "heading_y1": number, "heading_split": number (opt),
                    "heading_note": str (opt)},
          "label_columns": [{"title": str, "x0": n, "x1": n}, ...],
@@ -470,7 +470,7 @@ def parse_template(data: Any) -> FormTemplate:
     if not (50 <= width_mm <= 1000 and 50 <= height_mm <= 1000):
         raise _fail("page", "width_mm and height_mm must be 50..1000 mm")
     line_width_mm = _num(data, "line_width_mm", "", 0.3)
-    max_count = _int(data, "max_count", "") if "max_count" in data else None
+    max_count = _int(data, "max_count", "") if data.get("max_count") is not None else None
     if max_count is not None and max_count < 1:
         raise _fail("max_count", f"must be a whole number of at least 1, got {max_count!r}")
 

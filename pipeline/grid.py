@@ -269,7 +269,7 @@ def build_template(
     data: dict[str, Any] = {
         "name": name,
         "description": "Detected from a reference scan by escrutinio forms detect; "
-        f"header boxes from {base.name}.",
+        f"header boxes, election and count bound from {base.name}.",
         "source": "escrutinio forms detect",
         "election": {
             "year": e.year,

@@ -60,6 +60,7 @@ from pipeline.decode import (
     apply_sum_rule,
     calibration_for,
     decode_cell,
+    illegible,
 )
 from pipeline.errors import BadInput, UnreadableScan
 from pipeline.forms import FormTemplate
@@ -577,9 +578,7 @@ def decode_fields(
             joined, batch.probs_of, calibration=calibration, max_value=max_value
         )
     for field_name in failed:
-        readings[field_name] = NumberReading(
-            None, None, 0.0, _empty_probs(num_classes), (), frozenset({Flag.ILLEGIBLE})
-        )
+        readings[field_name] = illegible(_empty_probs(num_classes))
     return readings
 
 

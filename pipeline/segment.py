@@ -1292,12 +1292,14 @@ def _halves_or_whole(
     ink: np.ndarray, stroke_mask: np.ndarray, labels: np.ndarray, left: _Group, right: _Group
 ) -> Piece:
     """One piece of two (``_halves_of_one_digit``) with two options: read whole, or as the two
-    digits they are on the page. Neither is favoured: no cut is invented (SPLIT_PENALTY is the
-    price of a cut through ink), so "( )" read as a 0 beats "6" "1" only when the classifier
-    is surer of the 0 than of the two parts together, and two 1s written close stay "11"
-    though their whole reads as a 4 at 0.85 (it did at the split's old price, e^-1: seed 7's
-    "11" read "4"); read as a whole "not a digit", they always do (a classifier without
-    that class never reads them whole: ``Piece.joined``)."""
+    digits they are on the page. In ``choose_splits`` neither is favoured: no cut is invented
+    (SPLIT_PENALTY is the price of a cut through ink), so "( )" read as a 0 beats "6" "1" only
+    when the classifier is surer of the 0 than of the two parts together, and two 1s written
+    close stay "11" though their whole reads as a 4 at 0.85 (at the split's old price, e^-1,
+    seed 7's "11" read "4"). Before that choice, a whole read surely as one digit
+    (``sure_whole``) stays whole, and a piece whose best reading holds a "not a digit" part is
+    cut again by ``resplit``, whose forced cuts pay SPLIT_PENALTY each, this apart cut too. A
+    classifier without the "not a digit" class never reads the two whole (``Piece.joined``)."""
     joint = replace(left, labels=list(left.labels))
     joint.absorb(right)
     strokes, origin, edge = _piece_ink(ink, stroke_mask, labels, joint)

@@ -82,6 +82,23 @@ def test_a_surely_read_impossible_count_is_not_made_sure_by_the_bound():
     assert bounded.value != 707 and not bounded.accepted
 
 
+def test_the_bound_keeps_its_own_value_and_drops_the_next():
+    assert decode_number(probs_for("400"), max_value=400).value == 400
+    assert decode_number(probs_for("401", alternatives={2: {0: 0.3}}), max_value=400).value == 400
+
+
+def test_the_bound_does_not_make_a_shorter_reading_sure():
+    """First piece a 7 (0.5) or "not a digit" (0.48), then "07": "707" is impossible, but
+    the bound says which number, not how many digits: "07" keeps its 0.48 and is reviewed
+    (renormalised with the three-digit readings it would read 7 at 0.92, accepted)."""
+    first = np.full(11, 0.02 / 9)
+    first[7], first[10] = 0.5, 0.48
+    probs = np.vstack([first, probs_for("07", classes=11)])
+    assert decode_number(probs).value == 707
+    bounded = decode_number(probs, max_value=400)
+    assert bounded.value != 707 and not bounded.accepted
+
+
 def test_a_cell_with_no_possible_reading_is_illegible():
     """Every first digit considered is 6 or more: no three-digit reading is 400 or less."""
     first = np.array([0, 0, 0, 0, 0, 0, 0.1, 0.1, 0.1, 0.7])

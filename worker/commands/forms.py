@@ -49,7 +49,8 @@ def describe(template: FormTemplate) -> str:
         f"page:        {template.page_width_mm:g} x {template.page_height_mm:g} mm",
         f"table:       x {template.table.x0:.4f}..{template.table.x1:.4f}, "
         f"y {template.table.y0:.4f}..{template.table.y1:.4f} (page-relative)",
-        f"cells:       {len(cells)} handwritten ({len(template.no_usar)} NO USAR)",
+        f"cells:       {len(cells)} handwritten ({len(template.no_usar)} NO USAR), counts "
+        + ("unbounded" if template.max_count is None else f"at most {template.max_count}"),
         f"header:      {template.header_digit_boxes} digit box(es) per count; boxes: "
         + ", ".join(sorted(template.header)),
         "columns:",
@@ -108,7 +109,7 @@ def register_detect(actions: argparse._SubParsersAction) -> None:
         "--header-from",
         default="arg-2019-paso-caba",
         metavar="TEMPLATE",
-        help="template whose header boxes and election the new one copies",
+        help="template whose header boxes, election and count bound (max_count) the new one copies",
     )
     detect.add_argument(
         "--compare",
