@@ -66,12 +66,16 @@ def test_number_is_the_best_digits_and_confidence_their_product():
 def test_a_count_above_the_bound_reads_as_its_possible_alternative():
     """A flagged 1 read as a 7 (0.6 against 0.4) makes "107" read "707": above a bound of
     400 (no mesa has that many electors) it is impossible, and the possible readings share
-    its probability: 107, surely."""
+    its probability: 107, surely, yet reviewed (LOW_CONFIDENCE) until a sum rule confirms
+    it: a column adding up to it makes it accepted."""
     probs = probs_for("707", alternatives={0: {1: 0.4}})
     assert decode_number(probs).value == 707
     bounded = decode_number(probs, max_value=400)
-    assert bounded.value == 107 and bounded.accepted
+    assert bounded.value == 107 and bounded.confidence > 0.99
+    assert Flag.LOW_CONFIDENCE in bounded.flags and not bounded.accepted
     assert all(int(text) <= 400 for text, _ in bounded.alternatives if text)
+    column = apply_sum_rule([bounded, reading("40")], reading("147"), reading("147"))
+    assert column.rows[0].value == 107 and column.rows[0].accepted
 
 
 def test_a_surely_read_impossible_count_is_not_made_sure_by_the_bound():
