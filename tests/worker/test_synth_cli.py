@@ -169,5 +169,6 @@ def test_forms_list_and_show(capsys, tmp_path: Path) -> None:
     )
     assert status == 0 and image.is_file()
     assert "135:A" in out and "JEFE DE GOBIERNO" in out and "NO USAR" in out
+    assert "counts at most 400" in out
     status, _, err = run(capsys, "forms", "show", "nonexistent")
     assert status == 2 and "unknown form template" in err
