@@ -69,7 +69,10 @@ NOT_A_DIGIT = 10  # index of the optional 11th class ("not a digit"); matches pi
 DEFAULT_TEMPERATURE = 1.0
 LOW_CONFIDENCE = 0.9  # below this a reading is flagged for review
 ILLEGIBLE_BELOW = 0.3  # below this there is no usable best reading: value None
-MAX_DIGITS = 4  # more pieces than this is no mesa's count, bound or not: ILLEGIBLE
+MAX_DIGITS = 4  # more digits than this is no mesa's count, bound or not: ILLEGIBLE
+# Readings listed for a cell at most (the product of its pieces' alternatives; MAX_DIGITS
+# pieces of TOP_ALTERNATIVES each): pieces read as "not a digit" beside them are trimmed.
+MAX_COMBINATIONS = 10_000
 TOP_PER_PIECE = 4  # outcomes per piece considered when listing alternatives
 TOP_ALTERNATIVES = 10
 # Readings above a cell's bound are dropped and the rest renormalised only when the possible
@@ -209,6 +212,14 @@ def string_alternatives(
     return sorted(totals.items(), key=lambda item: -item[1])[:top]
 
 
+def _digits_read(digit_probs: np.ndarray) -> int:
+    """How many of the (k, C) pieces read best as a digit, not as "not a digit" (class 10):
+    a line remnant beside a three-digit count does not make it a four-piece ILLEGIBLE."""
+    if digit_probs.shape[1] <= NOT_A_DIGIT:
+        return digit_probs.shape[0]
+    return int(np.count_nonzero(digit_probs.argmax(axis=1) != NOT_A_DIGIT))
+
+
 def illegible(digit_probs: np.ndarray, flags: set[Flag] | frozenset[Flag] = frozenset()):
     """The reading of a cell with no usable number: value None, no alternatives, ILLEGIBLE."""
     return NumberReading(None, None, 0.0, digit_probs, (), frozenset(flags) | {Flag.ILLEGIBLE})
@@ -243,7 +254,7 @@ def decode_number(
     if probs.shape[0] == 0:
         return NumberReading(0, "", 1.0, probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
     calibrated = calibrate(probs, temperature)
-    if probs.shape[0] > max_digits:
+    if _digits_read(calibrated) > max_digits:
         return illegible(calibrated, flags)
     raw = [(text, p * split_confidence) for text, p in string_alternatives(calibrated, None)]
     return _reading(raw, calibrated, flags, calibration, low_confidence, max_value)
@@ -327,7 +338,7 @@ def decode_pieces(
     digit_probs = calibrate(np.concatenate(best), temperature) if best else np.zeros((0, classes))
     if not pieces:
         return NumberReading(0, "", 1.0, digit_probs, (("", 1.0),), frozenset(flags | {Flag.EMPTY}))
-    if digit_probs.shape[0] > max_digits:
+    if _digits_read(digit_probs) > max_digits:
         return illegible(digit_probs, flags)
     per_piece = []
     for options in pieces:
@@ -337,6 +348,11 @@ def decode_pieces(
             for text, p in string_alternatives(calibrated):
                 table[text] = table.get(text, 0.0) + weight * p
         per_piece.append(sorted(table.items(), key=lambda item: -item[1])[:TOP_ALTERNATIVES])
+    if math.prod(len(table) for table in per_piece) > MAX_COMBINATIONS:
+        # pieces read as no digit (line remnants, specks) keep "" and their best digit only
+        per_piece = [table[:2] if table[0][0] == "" else table for table in per_piece]
+        if math.prod(len(table) for table in per_piece) > MAX_COMBINATIONS:
+            return illegible(digit_probs, flags)
     totals: dict[str, float] = {}
     for combo in itertools.product(*per_piece):
         text = "".join(part for part, _ in combo)

@@ -103,6 +103,21 @@ def test_the_bound_does_not_make_a_shorter_reading_sure():
     assert bounded.value != 707 and not bounded.accepted
 
 
+def test_a_piece_read_as_no_digit_does_not_make_a_count_illegible():
+    """A "267" and, at the cell's edge, a line remnant cut in two, both halves "not a
+    digit": five pieces, but three digits read, so the count is read (it was ILLEGIBLE, too
+    many pieces). Five digits read are still too many."""
+    from pipeline.decode import decode_pieces
+
+    junk = np.full(11, 0.01)
+    junk[10] = 0.9
+    digits = [[(1.0, probs_for(d, classes=11))] for d in "267"]
+    remnant = [[(1.0, np.vstack([junk, junk]))]]
+    assert decode_pieces(digits + remnant).value == 267
+    five = [[(1.0, probs_for(d, classes=11))] for d in "26711"]
+    assert decode_pieces(five + remnant).value is None
+
+
 def test_a_cell_with_no_possible_reading_is_illegible():
     """Every first digit considered is 6 or more: no three-digit reading is 400 or less."""
     first = np.array([0, 0, 0, 0, 0, 0, 0.1, 0.1, 0.1, 0.7])
