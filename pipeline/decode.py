@@ -220,7 +220,9 @@ def _digits_read(digit_probs: np.ndarray) -> int:
     return int(np.count_nonzero(digit_probs.argmax(axis=1) != NOT_A_DIGIT))
 
 
-def illegible(digit_probs: np.ndarray, flags: set[Flag] | frozenset[Flag] = frozenset()):
+def illegible(
+    digit_probs: np.ndarray, flags: set[Flag] | frozenset[Flag] = frozenset()
+) -> NumberReading:
     """The reading of a cell with no usable number: value None, no alternatives, ILLEGIBLE."""
     return NumberReading(None, None, 0.0, digit_probs, (), frozenset(flags) | {Flag.ILLEGIBLE})
 
@@ -260,6 +262,27 @@ def decode_number(
     return _reading(raw, calibrated, flags, calibration, low_confidence, max_value)
 
 
+def _possible(raw: list[tuple[str, float]], max_value: int) -> list[tuple[str, float]]:
+    """The string alternatives (best first) that are ``max_value`` or less, still best first.
+
+    Those with as many digits as the best listed reading share its digit count's probability
+    (renormalised, when they kept at least MIN_POSSIBLE_SHARE of it), the others keep their
+    own: the bound says which number, not how many digits, and a shorter reading (a piece
+    judged "not a digit") or a blank must not become sure because a longer one was
+    impossible."""
+    digits = len(str(max_value))  # a string of fewer digits is below the bound: no int()
+    if all(len(text) < digits for text, _ in raw):
+        return raw
+    length = len(raw[0][0])
+    listed = sum(p for text, p in raw if len(text) == length)
+    possible = [(text, p) for text, p in raw if len(text) < digits or int(text) <= max_value]
+    kept = sum(p for text, p in possible if len(text) == length)
+    if kept <= 0 or kept < MIN_POSSIBLE_SHARE * listed:
+        return possible
+    scaled = ((text, p * listed / kept if len(text) == length else p) for text, p in possible)
+    return sorted(scaled, key=lambda item: -item[1])
+
+
 def _reading(
     raw: list[tuple[str, float]],
     digit_probs: np.ndarray,
@@ -268,32 +291,19 @@ def _reading(
     low_confidence: float,
     max_value: int | None = None,
 ) -> NumberReading:
-    """NumberReading from raw (uncalibrated) string alternatives, best first.
-
-    Readings above ``max_value`` are dropped; those with as many digits as the best listed
-    reading share its digit count's probability (renormalised, when they kept at least
-    MIN_POSSIBLE_SHARE of it), the others keep their own: the bound says which number, not
-    how many digits, and a shorter reading (a piece judged "not a digit") or a blank must not
-    become sure because a longer one was impossible. ILLEGIBLE, with no alternatives, when
-    no reading is possible (the sum rule then has no candidates for the cell's column).
-    A reading the bound chose (the best was impossible) is flagged LOW_CONFIDENCE however
-    sure: the calibration was fitted without a bound, and on seed 1 (USPS, hard) 12 of the
-    15 such readings at 0.9-0.99 were right. A sum rule that confirms it lifts the flag."""
-    digits = len(str(max_value)) if max_value is not None else 0
-    # a string of fewer digits than max_value is below it: int() only for the longer ones
-    if max_value is not None and any(len(text) >= digits for text, _ in raw):
+    """NumberReading from raw (uncalibrated) string alternatives, best first; with
+    ``max_value``, only the possible ones (``_possible``): ILLEGIBLE, with no alternatives,
+    when none is (the sum rule then has no candidates for the cell's column). A reading the
+    bound chose (the best was impossible) is flagged LOW_CONFIDENCE however sure: the
+    calibration was fitted without a bound, and on seed 1 (USPS, hard) 12 of the 15 such
+    readings at 0.9-0.99 were right. A sum rule that confirms it lifts the flag."""
+    if max_value is not None:
         best_text = raw[0][0]
-        length = len(best_text)
-        listed = sum(p for text, p in raw if len(text) == length)
-        raw = [(text, p) for text, p in raw if len(text) < digits or int(text) <= max_value]
+        raw = _possible(raw, max_value)
         if not raw:
             return illegible(digit_probs, flags)
-        kept = sum(p for text, p in raw if len(text) == length)
-        if kept > 0 and kept >= MIN_POSSIBLE_SHARE * listed:
-            scaled = ((text, p * listed / kept if len(text) == length else p) for text, p in raw)
-            raw = sorted(scaled, key=lambda item: -item[1])
-        if raw[0][0] != best_text:  # the bound chose the reading: reviewed unless a sum
-            flags.add(Flag.LOW_CONFIDENCE)  # rule confirms it (its calibration is unfitted)
+        if raw[0][0] != best_text:
+            flags.add(Flag.LOW_CONFIDENCE)
     raw = raw[:TOP_ALTERNATIVES]
     best_raw = raw[0][1]
     confidence = calibration(best_raw) if best_raw > 0 else 0.0

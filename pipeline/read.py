@@ -842,7 +842,7 @@ def read_telegrams(
                 batch,
                 num_classes,
                 calibration_for(classifier),
-                template.max_count,
+                max_value=template.max_count,
             )
             detail.before_rules.update(readings)
             readings = apply_rules(readings, template)
