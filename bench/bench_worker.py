@@ -13,8 +13,9 @@ registering 100,000 scan files takes (hash + multi-row inserts).
     .venv/bin/python bench/bench_worker.py                      # embedded servers
     .venv/bin/python bench/bench_worker.py --count 32 --processes 2 --chunks 8
 
-Scans: `escrutinio synth` telegrams (a few, seed 11), copied with a PNG text chunk so each
-file has its own sha256 while the pixels stay those of a real synthetic telegram.
+Scans: `escrutinio synth` telegrams of ``--form`` (default the national 2023 form, the form
+of the 104,000; a few, seed 11), copied with a PNG text chunk so each file has its own
+sha256 while the pixels stay those of a real synthetic telegram.
 Servers: ESCRUTINIO_DATABASE_URL / ESCRUTINIO_BROKER_URL, else embedded ones under
 /tmp/escrutinio-bench (stopped at the end).
 """
@@ -47,7 +48,10 @@ from worker.embedded import broker_url, database_url  # noqa: E402
 from worker.queueing import register_files, send_pending  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 
-FORM = "arg-2019-paso-caba"
+# The national election's form: the 104,000 telegrams of the projection are of this form
+# (44 value cells); --form arg-2019-paso-caba measures the heavier 2019 CABA primary form
+# (90 cells, many lists), the benchmark's form until 2026-12-05.
+DEFAULT_FORM = "arg-2023-general"
 NATIONAL_TELEGRAMS = 104_000
 WINDOW_SECONDS = 30 * 60
 
@@ -68,11 +72,11 @@ def distinct_copies(sources: list[Path], target: Path, count: int) -> list[Path]
     return paths
 
 
-def synth(out: Path, count: int) -> list[Path]:
+def synth(out: Path, count: int, form: str) -> list[Path]:
     if not (out / "scans").is_dir():
         subprocess.run(
             [sys.executable, "-m", "worker.cli", "synth", str(out), "--count", str(count),
-             "--seed", "11", "--no-progress"],
+             "--seed", "11", "--form", form, "--no-progress"],
             cwd=ROOT, check=True,
         )  # fmt: skip
     return sorted((out / "scans").glob("*.png"))
@@ -136,7 +140,9 @@ def worker_cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], chunk: int):
+def run_once(
+    db: str, broker: str, worker: subprocess.Popen, files: list[Path], chunk: int, form: str
+):
     engine = get_engine(db)
     cpu_before = worker_cpu_seconds(worker.pid)
     with engine.begin() as connection:
@@ -145,7 +151,7 @@ def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], 
     app = make_app(settings, broker)
     peak_total = peak_child = 0
     started = time.perf_counter()
-    register_files(engine, files, FORM)
+    register_files(engine, files, form)
     send_pending(engine, app, broker, chunk)
     app.close()
     while True:
@@ -190,7 +196,7 @@ def run_once(db: str, broker: str, worker: subprocess.Popen, files: list[Path], 
     }
 
 
-def registration_rate(db: str, work: Path, small_files: int, real_sources: list[Path]):
+def registration_rate(db: str, work: Path, small_files: int, real_sources: list[Path], form: str):
     """(files/s registering small files, MB/s hashing real-size scans via register_files)."""
     engine = get_engine(db)
     folder = work / "register-small"
@@ -203,13 +209,13 @@ def registration_rate(db: str, work: Path, small_files: int, real_sources: list[
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE scan RESTART IDENTITY CASCADE"))
     started = time.perf_counter()
-    register_files(engine, paths, FORM)
+    register_files(engine, paths, form)
     small_seconds = time.perf_counter() - started
     big = distinct_copies(real_sources, work / "register-real", 120)
     megabytes = sum(path.stat().st_size for path in big) / 2**20
     os.sync()
     started = time.perf_counter()
-    register_files(engine, big, FORM)
+    register_files(engine, big, form)
     big_seconds = time.perf_counter() - started
     shutil.rmtree(folder)
     shutil.rmtree(work / "register-real")
@@ -224,6 +230,9 @@ def main() -> int:
     parser.add_argument(
         "--register-files", type=int, default=20_000, help="0: skip the registration figures"
     )
+    parser.add_argument(
+        "--form", default=DEFAULT_FORM, help=f"form of the telegrams ({DEFAULT_FORM})"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/escrutinio-bench"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -235,7 +244,7 @@ def main() -> int:
         os.environ["ESCRUTINIO_MODEL"] = "default" if "default" in shipped else shipped[0]
     args.work.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
-    sources = synth(args.work / "telegrams", 8)
+    sources = synth(args.work / f"telegrams-{args.form}", 8, args.form)
     files = distinct_copies(sources, args.work / "scans", args.count)
     results: dict[str, object] = {
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -243,6 +252,7 @@ def main() -> int:
         "load_average_at_start": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": settings.model,
+        "form": args.form,
         "runs": [],
     }
     with (
@@ -260,7 +270,8 @@ def main() -> int:
             worker = start_worker(env, processes, args.work / f"worker-{processes}.log")
             try:
                 for chunk in args.chunks:
-                    run = {"processes": processes, **run_once(db, broker, worker, files, chunk)}
+                    figures = run_once(db, broker, worker, files, chunk, args.form)
+                    run = {"processes": processes, **figures}
                     results["runs"].append(run)
                     print(json.dumps(run), flush=True)
             finally:
@@ -268,7 +279,7 @@ def main() -> int:
         per_file = megabytes_per_second = scan_mb = 0.0
         if args.register_files > 0:
             per_file, megabytes_per_second, scan_mb = registration_rate(
-                db, args.work, args.register_files, sources
+                db, args.work, args.register_files, sources, args.form
             )
     best = {}
     for run in results["runs"]:
