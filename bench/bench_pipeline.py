@@ -14,8 +14,9 @@ does (``load_scan`` + ``read_telegrams`` in chunks of ``--chunk``), and compared
 
 - cells exact before the sum rule and after it (a blank cell counts as read right when it
   reads EMPTY);
-- accepted: cells with a value and no review flag (``pipeline.decode.REVIEW_FLAGS``), their
-  share of all cells and how many of them are right;
+- accepted: cells read as a number or as blank with no review flag
+  (``pipeline.decode.REVIEW_FLAGS``; until 2026-12-05 a TOTAL read blank was left out),
+  their share of all cells and how many of them are right;
 - header values exact; pages that failed (and why).
 
 ``--real`` reads ../shared/data/telegrams/2019-paso-caba-0101406691X.jpeg with its form and
@@ -86,6 +87,12 @@ def _right(value, flags, truth) -> bool:
     return value == truth or (truth is None and "EMPTY" in flags and value in (0, None))
 
 
+def _accepted(value, flags) -> bool:
+    """Taken without review: no review flag, and a number or a blank (a TOTAL left blank reads
+    value None with EMPTY, ``pipeline.read.assemble_reading``; ILLEGIBLE is a review flag)."""
+    return not (set(flags) & REVIEW) and (value is not None or "EMPTY" in flags)
+
+
 def error_kind(text: str | None, truth: int | None) -> str:
     """What went wrong in a cell read as the digit string ``text`` ("" EMPTY, None ILLEGIBLE)
     where ``truth`` is written (None: blank): too few digits (touching or overlapping digits
@@ -144,7 +151,7 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
                     kinds[error_kind(before.text, truth)] += 1
                 right = _right(cell.value, cell.flags, truth)
                 counts["exact_after"] += right
-                accepted = cell.value is not None and not (set(cell.flags) & REVIEW)
+                accepted = _accepted(cell.value, cell.flags)
                 counts["accepted"] += accepted
                 counts["accepted_right"] += accepted and right
                 counts["corrected"] += "CORRECTED_BY_SUM" in cell.flags
@@ -205,7 +212,7 @@ def score_real(model: str) -> dict:
             if cell.votos_tipo == "TOTAL"
             else truth[(cell.cargo_id, cell.votos_tipo, cell.agrupacion_id, cell.lista_numero)]
         )
-        flagged = cell.value is None or bool(set(cell.flags) & REVIEW)
+        flagged = not _accepted(cell.value, cell.flags)
         if cell.value == expected:
             exact += 1
         elif flagged:
@@ -224,9 +231,7 @@ def score_real(model: str) -> dict:
         "wrong_but_flagged": flagged_wrong,
         "wrong_accepted": wrong_accepted,
         "wrong_accepted_cells": wrong,
-        "accepted": sum(
-            1 for c in reading.cells if c.value is not None and not set(c.flags) & REVIEW
-        ),
+        "accepted": sum(1 for c in reading.cells if _accepted(c.value, c.flags)),
         "header": header,
     }
 
