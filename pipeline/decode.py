@@ -820,7 +820,8 @@ def apply_sum_rule(
     (``mismatch_suspects``) get SUM_MISMATCH: not a total and a sobres read alike (unless one
     digit mistake makes them what the rows imply), and only the total (or sobres), with the
     rows that two hidden misreadings may explain, when it alone disagrees with rows that add
-    up to the other (``_lone_outlier``, ``SumRuleResult.lone_suspect``).
+    up to the other (``_lone_outlier``, ``SumRuleResult.lone_suspect``; a total more probably
+    misread than miswritten then takes the sum).
     """
     rows = list(column)
     cells = rows + [total] + ([sobres] if sobres is not None else [])
@@ -858,7 +859,10 @@ def _lone_outlier(
     """A column whose total and sobres disagree, but whose rows add up to one of them as read:
     the other is the misread cell (every other single misreading would leave total != sobres;
     a "215" whose "2" the scan lost read "15"). The odd one gets SUM_MISMATCH, its value as
-    read (nothing in its own reading supports the value the others imply). The other
+    read, unless it is the total and more probably misread than miswritten
+    (``_misread_posterior`` > 0.5): it then takes the sum (CORRECTED_BY_SUM; LOW_CONFIDENCE
+    below MIN_POSTERIOR). A sobres alone at odds is left to the other columns
+    (``pipeline.read.apply_rules``). The other
     explanation is two misreadings that hide each other: a row and the agreeing cell misread
     so that they match (one writer's 2s read as 7s: "47" for 42 and "167" for 162), as
     unlikely as a misreading one digit mistake does not explain (UNEXPLAINED_MISREADING); a
@@ -884,12 +888,40 @@ def _lone_outlier(
     suspects = {odd_index} | {i for i, pair in enumerate(pairs) if pair > max_risk * alternatives}
     if len(suspects) > 1:
         suspects.add(agree_index)
+    posterior = 0.0
+    if odd_index == len(rows):  # the total: rows and sobres say what it should read
+        posterior = _misread_posterior(total, counted, sum(pairs))
+        if posterior > 0.5:
+            corrected = _with_value(total, counted, posterior)
+            if posterior < MIN_POSTERIOR:
+                corrected = replace(corrected, flags=corrected.flags | {Flag.LOW_CONFIDENCE})
+            readings[odd_index] = corrected
+            suspects.discard(odd_index)
     for index in suspects:
         reading = readings[index]
         readings[index] = replace(reading, flags=frozenset(reading.flags | {Flag.SUM_MISMATCH}))
+    if odd_index not in suspects:
+        flags = {Flag.CORRECTED_BY_SUM} | ({Flag.SUM_MISMATCH} if suspects else set())
+        return SumRuleResult(
+            readings, frozenset(flags), posterior, (odd_index,), len(rows), odd_index
+        )
     return SumRuleResult(
         readings, frozenset({Flag.SUM_MISMATCH}), 0.0, (), len(rows), lone_suspect=odd_index
     )
+
+
+def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) -> float:
+    """The chance that a total alone at odds with its rows and sobres (which agree on
+    ``implied``) was misread, rather than miswritten (WRITER_SLIP) or right with two hidden
+    misreadings elsewhere (``hidden_pairs``, as ``_lone_outlier`` weighs them). Its doubt
+    (1 - confidence) is the chance of a misreading, times UNEXPLAINED_MISREADING when no one
+    digit mistake turns its reading into ``implied``: a "17" at 0.6 where rows and sobres say
+    171 is misread (0.97); a "7" at 0.99 where they say 87 is as likely a writer's slip."""
+    doubt = _doubt(total)
+    explained = total.text is not None and one_misreading_apart(total.text, implied)
+    misread = doubt * (1.0 if explained else UNEXPLAINED_MISREADING) * (1.0 - WRITER_SLIP)
+    slip = (1.0 - doubt) * WRITER_SLIP
+    return misread / (misread + slip + hidden_pairs)
 
 
 def apply_header_rule(
