@@ -53,11 +53,9 @@ import numpy as np
 from pipeline.cells import CELL_DPI, CellCrop, CellKind, cut_cells, reading_region
 from pipeline.decode import (
     IDENTITY,
-    LOW_CONFIDENCE,
     Calibration,
     Flag,
     NumberReading,
-    SumRuleResult,
     apply_header_rule,
     apply_sum_rule,
     calibration_for,
@@ -594,9 +592,7 @@ def apply_rules(
     """Stage 6: the header rule, then the sum rule of every office column (a copy).
 
     A blank TOTAL cell is not a written 0: the column is checked against sobres alone and the
-    cell stays blank. An illegible TOTAL says nothing either: its column is checked against
-    sobres alone too, and the total takes the sum they agree on (``_total_from_sobres``).
-    Columns whose total and sobres are both unreadable are left as read.
+    cell stays blank. Columns whose total and sobres are both unreadable are left as read.
     sobres is one reading shared by every column, so the columns judge it together: when
     SOBRES_BY_COLUMNS or more of them add up to one same other value and none to sobres as
     read, sobres takes that value (CORRECTED_BY_SUM; a "1" read "7": 161 read 761), and the
@@ -684,9 +680,6 @@ def _column_rules(
             total = None
         if total is None and sobres is None:
             continue
-        illegible_total = None
-        if total is not None and total.value is None and sobres is not None:
-            illegible_total, total = total, None
         if total is None:
             result = apply_sum_rule(rows, sobres)
         else:
@@ -695,8 +688,6 @@ def _column_rules(
             out[name] = reading
         if total is not None and total_name is not None:
             out[total_name] = result.total
-        if illegible_total is not None and total_name is not None:
-            out[total_name] = _total_from_sobres(illegible_total, result)
         if sobres is not None:
             checked = True
             as_checked = result.readings[-1]  # sobres is the column's last variable
@@ -711,26 +702,6 @@ def _column_rules(
                 else:
                     corrections.append(as_checked)
     return _SobresVerdict(checked, confirmed, tuple(corrections))
-
-
-def _total_from_sobres(total: NumberReading, result: SumRuleResult) -> NumberReading:
-    """An illegible TOTAL once its column was checked against sobres alone: the sum the rows
-    and sobres agree on (CORRECTED_BY_SUM, at the rule's posterior), or still ILLEGIBLE with
-    the column's SUM_MISMATCH when they do not agree."""
-    if Flag.SUM_MISMATCH in result.flags or not result.posterior:
-        return replace(total, flags=total.flags | (result.flags & {Flag.SUM_MISMATCH}))
-    checked = result.readings[-1].value
-    flags = (total.flags - {Flag.ILLEGIBLE, Flag.LOW_CONFIDENCE}) | {Flag.CORRECTED_BY_SUM}
-    if result.posterior < LOW_CONFIDENCE:
-        flags |= {Flag.LOW_CONFIDENCE}
-    return replace(
-        total,
-        value=checked,
-        text=str(checked),
-        confidence=result.posterior,
-        alternatives=((str(checked), result.posterior),),
-        flags=flags,
-    )
 
 
 def _flags(reading: NumberReading) -> list[str]:

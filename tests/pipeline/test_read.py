@@ -389,31 +389,3 @@ def test_rows_adding_up_to_sobres_confirm_it_though_every_total_is_misread():
             assert (Flag.SUM_MISMATCH in out[name].flags) is name.startswith("TOTAL|"), name
     for name in ("votantes", "sobres", "diferencia"):
         assert not out[f"header:{name}"].flags, name
-
-
-@pytest.mark.parametrize("rows_add_up", [True, False])
-def test_an_illegible_total_takes_the_sum_rows_and_sobres_agree_on(rows_add_up):
-    """Every column adds up to 208, but one column's total is illegible: its column is checked
-    against sobres alone, and the total reads 208 (CORRECTED_BY_SUM, not ILLEGIBLE) with the
-    rows accepted. When that column's rows add up to 209 instead (a row surely read 1 too
-    many), nothing says which is wrong: the total stays ILLEGIBLE and the column is flagged."""
-    from pipeline.decode import Flag, illegible
-    from pipeline.read import apply_rules
-
-    form = template()
-    readings = _columns_adding_up_to(form, 208)
-    readings["header:votantes"] = _sure(208)
-    readings["header:sobres"] = _sure(208)
-    readings["header:diferencia"] = _sure(0)
-    column = form.columns[0].cargo_id
-    readings[f"TOTAL|{column}"] = illegible(np.full((3, 11), 1 / 11))
-    if not rows_add_up:
-        readings[f"{form.rows[0].key}|{column}"] = _sure(209)
-    out = apply_rules(readings, form)
-    total = out[f"TOTAL|{column}"]
-    if rows_add_up:
-        assert total.value == 208 and Flag.CORRECTED_BY_SUM in total.flags
-        assert not total.flags & {Flag.ILLEGIBLE, Flag.LOW_CONFIDENCE, Flag.SUM_MISMATCH}
-        assert all(out[name].accepted for name in readings if name.endswith(f"|{column}"))
-    else:
-        assert total.value is None and {Flag.ILLEGIBLE, Flag.SUM_MISMATCH} <= total.flags
