@@ -581,10 +581,12 @@ class SumRuleResult:
     flags: the column's flags: {CORRECTED_BY_SUM} when a correction was made, {SUM_MISMATCH}
     (or HEADER_MISMATCH for the header) when no clearly most probable consistent reading exists,
     empty when the readings as read satisfy the rule.
-    posterior: probability of the returned readings under the rule (0 when unresolved).
+    posterior: probability of the returned readings under the rule (0 when unresolved; for a
+    lone total corrected to the rows' sum, the chance it was misread: ``_misread_posterior``).
     changed: indices into ``readings`` of the cells whose value was changed.
     lone_suspect: when the rule fails through one cell alone (a column's total or the header's
-    sobres, against rows that add up to the other as read), its index; the rest holds.
+    sobres, against rows that add up to the other as read), its index, whether it was then
+    corrected (flags {CORRECTED_BY_SUM}) or flagged (SUM_MISMATCH); the rest holds.
     """
 
     readings: list[NumberReading]
@@ -820,8 +822,8 @@ def apply_sum_rule(
     (``mismatch_suspects``) get SUM_MISMATCH: not a total and a sobres read alike (unless one
     digit mistake makes them what the rows imply), and only the total (or sobres), with the
     rows that two hidden misreadings may explain, when it alone disagrees with rows that add
-    up to the other (``_lone_outlier``, ``SumRuleResult.lone_suspect``; a total more probably
-    misread than miswritten then takes the sum).
+    up to the other (``_lone_outlier``, ``SumRuleResult.lone_suspect``; a total surely enough
+    misread rather than miswritten then takes the sum, CORRECTED_BY_SUM).
     """
     rows = list(column)
     cells = rows + [total] + ([sobres] if sobres is not None else [])
@@ -847,7 +849,7 @@ def apply_sum_rule(
     )
     if sobres is None or agrees or Flag.SUM_MISMATCH not in result.flags:
         return result
-    return _lone_outlier(rows, total, sobres) or result
+    return _lone_outlier(rows, total, sobres, min_posterior=min_posterior) or result
 
 
 def _lone_outlier(
@@ -855,21 +857,22 @@ def _lone_outlier(
     total: NumberReading,
     sobres: NumberReading,
     max_risk: float = MISMATCH_RISK,
+    min_posterior: float = MIN_POSTERIOR,
 ) -> SumRuleResult | None:
     """A column whose total and sobres disagree, but whose rows add up to one of them as read:
     the other is the misread cell (every other single misreading would leave total != sobres;
     a "215" whose "2" the scan lost read "15"). The odd one gets SUM_MISMATCH, its value as
-    read, unless it is the total and more probably misread than miswritten
-    (``_misread_posterior`` > 0.5): it then takes the sum (CORRECTED_BY_SUM; LOW_CONFIDENCE
-    below MIN_POSTERIOR). A sobres alone at odds is left to the other columns
-    (``pipeline.read.apply_rules``). The other
-    explanation is two misreadings that hide each other: a row and the agreeing cell misread
-    so that they match (one writer's 2s read as 7s: "47" for 42 and "167" for 162), as
-    unlikely as a misreading one digit mistake does not explain (UNEXPLAINED_MISREADING); a
-    row whose share of that exceeds ``max_risk`` is a suspect, and the agreeing cell with it.
-    The others keep their own confidences and flags (the rule does not confirm them: doubtful
-    rows adding up to a doubtful total stay LOW_CONFIDENCE). None when the rows add up to
-    neither."""
+    read. The other explanation is two misreadings that hide each other: a row and the
+    agreeing cell misread so that they match (one writer's 2s read as 7s: "47" for 42 and
+    "167" for 162), as unlikely as a misreading one digit mistake does not explain
+    (UNEXPLAINED_MISREADING); a row whose share of that exceeds ``max_risk`` is a suspect, and
+    the agreeing cell with it. The others keep their own confidences and flags (the rule does
+    not confirm them: doubtful rows adding up to a doubtful total stay LOW_CONFIDENCE).
+    A total that is the only suspect takes the sum of the rows when it was more probably
+    misread than miswritten by at least ``min_posterior`` (``_misread_posterior``), as any
+    correction of the rule: CORRECTED_BY_SUM (a "171" whose 7 and 1 ran together, read "17").
+    A sobres alone at odds is left to the other columns (``pipeline.read.apply_rules``).
+    None when the rows add up to neither."""
     if total.value is None or sobres.value is None or any(row.value is None for row in rows):
         return None
     counted = sum(row.value for row in rows)
@@ -886,25 +889,17 @@ def _lone_outlier(
     pairs = [_doubt(row) * agree for row in rows]  # row i and the agreeing cell both misread
     alternatives = lone + sum(pairs)
     suspects = {odd_index} | {i for i, pair in enumerate(pairs) if pair > max_risk * alternatives}
+    if suspects == {len(rows)} and total.text:
+        posterior = _misread_posterior(total, counted, sum(pairs))
+        if posterior >= min_posterior:
+            readings[odd_index] = _with_value(total, counted, posterior)
+            flags = frozenset({Flag.CORRECTED_BY_SUM})
+            return SumRuleResult(readings, flags, posterior, (odd_index,), len(rows), odd_index)
     if len(suspects) > 1:
         suspects.add(agree_index)
-    posterior = 0.0
-    if odd_index == len(rows):  # the total: rows and sobres say what it should read
-        posterior = _misread_posterior(total, counted, sum(pairs))
-        if posterior > 0.5:
-            corrected = _with_value(total, counted, posterior)
-            if posterior < MIN_POSTERIOR:
-                corrected = replace(corrected, flags=corrected.flags | {Flag.LOW_CONFIDENCE})
-            readings[odd_index] = corrected
-            suspects.discard(odd_index)
     for index in suspects:
         reading = readings[index]
         readings[index] = replace(reading, flags=frozenset(reading.flags | {Flag.SUM_MISMATCH}))
-    if odd_index not in suspects:
-        flags = {Flag.CORRECTED_BY_SUM} | ({Flag.SUM_MISMATCH} if suspects else set())
-        return SumRuleResult(
-            readings, frozenset(flags), posterior, (odd_index,), len(rows), odd_index
-        )
     return SumRuleResult(
         readings, frozenset({Flag.SUM_MISMATCH}), 0.0, (), len(rows), lone_suspect=odd_index
     )
@@ -912,16 +907,19 @@ def _lone_outlier(
 
 def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) -> float:
     """The chance that a total alone at odds with its rows and sobres (which agree on
-    ``implied``) was misread, rather than miswritten (WRITER_SLIP) or right with two hidden
-    misreadings elsewhere (``hidden_pairs``, as ``_lone_outlier`` weighs them). Its doubt
-    (1 - confidence) is the chance of a misreading, times UNEXPLAINED_MISREADING when no one
-    digit mistake turns its reading into ``implied``: a "17" at 0.6 where rows and sobres say
-    171 is misread (0.97); a "7" at 0.99 where they say 87 is as likely a writer's slip."""
+    ``implied``) was misread, against the writer's slip (WRITER_SLIP; a slip lands on a given
+    value about as often as a one-digit misreading does) and a right total with two hidden
+    misreadings elsewhere (``hidden_pairs``, the pairs' weight as ``_lone_outlier`` sums it).
+    The total's doubt (1 - confidence) is the chance of a misreading, times
+    UNEXPLAINED_MISREADING when no one digit mistake turns its reading into ``implied``:
+    "17" at 0.6 where rows and sobres say 171 is misread at 0.97; "7" at 0.99 where they say
+    87, at 0.33 (a slip is twice as likely)."""
     doubt = _doubt(total)
     explained = total.text is not None and one_misreading_apart(total.text, implied)
     misread = doubt * (1.0 if explained else UNEXPLAINED_MISREADING) * (1.0 - WRITER_SLIP)
     slip = (1.0 - doubt) * WRITER_SLIP
-    return misread / (misread + slip + hidden_pairs)
+    hidden = hidden_pairs * (1.0 - doubt) * (1.0 - WRITER_SLIP)
+    return misread / (misread + slip + hidden)
 
 
 def apply_header_rule(
