@@ -87,9 +87,10 @@ class CellCrop:
     crop_box: (x0, y0, x1, y1) of ``image`` in the pixels of the page it was cut from.
     cell_box: the cell proper (line centre to line centre) in ``image`` pixels.
     kind: EMPTY, NO_USAR or WRITTEN.
-    faint_mark: an EMPTY cell holding a mark too weak for a stroke, or a piece dropped as too
-    pale for this page's writing (``pale_pieces``), FAINT_MARK_HEIGHT of the cell tall
-    (``faint_mark``): a digit written too light may be there.
+    faint_mark: an EMPTY cell holding a mark FAINT_MARK_HEIGHT of the cell tall
+    (``faint_mark``) that was taken out: too weak for a stroke, a piece dropped as too pale for
+    this page's writing (``pale_pieces``) or ink given to a neighbouring cell
+    (``keep_own_ink``). A digit may be there: the cell is reviewed, not read a sure blank.
     """
 
     spot: CellSpot
@@ -516,12 +517,16 @@ def cut_cells(
             continue
         cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale)
         kind = classify_cell(own, cell, False)
-        # A pale piece dropped from a cell left EMPTY may have been a light digit among dark
-        # ones: marked like a faint mark, the cell is reviewed, not read a sure blank.
+        # A cell left EMPTY is no sure blank when a mark that may be its digit was taken out:
+        # too faint for a stroke, a piece too pale for this page's writing (a light digit
+        # among dark ones), or ink given to a neighbour (a number written across the line
+        # above, touching that cell's digit, and assigned to it whole).
         cx0, cy0, cx1, cy1 = crop_box
+        labels = strokes.labels[cy0:cy1, cx0:cx1]
         mark = kind == CellKind.EMPTY and (
             faint_mark(strokes.faint, crop_box, cell)
-            or faint_mark(pale[strokes.labels[cy0:cy1, cx0:cx1]], (0, 0, 0, 0), cell)
+            or faint_mark(pale[labels], (0, 0, 0, 0), cell)
+            or faint_mark((labels > 0) & ~own, (0, 0, 0, 0), cell)
         )
         out.append(CellCrop(spot, cleaned, page_box, cell, kind, mark))
     return out
@@ -558,14 +563,15 @@ def pale_pieces(strokes: StrokePage, fields: Sequence[tuple[float, ...]]) -> np.
 
 
 def faint_mark(faint: np.ndarray, crop_box: PixelBox, cell: PixelBox) -> bool:
-    """Is a faint mark (``StrokePage.faint``) FAINT_MARK_HEIGHT of the cell's height tall
-    inside the cell (FAINT_MARK_INSET px in from its lines, clear of their remnants)? On
+    """Is a mark of ``faint`` (bool: the faint marks, ``StrokePage.faint``, or other ink taken
+    out of a cell) FAINT_MARK_HEIGHT of the cell's height tall inside the cell
+    (FAINT_MARK_INSET px in from its lines, clear of their remnants)? On
     grey, grainy scans the lightest digits fall below the stroke threshold whole, and the
     cell read EMPTY with full confidence: of 15 such wrong EMPTY cells in 300 hard synthetic
     telegrams, 6 hold such a mark, which only 7 of 640 right EMPTY cells do.
 
-    faint: the stroke page's faint marks; crop_box: the crop in its pixels; cell: the cell's
-    box in crop pixels."""
+    faint: the marks, page-sized (crop_box: the crop in its pixels) or crop-sized (crop_box
+    (0, 0, 0, 0)); cell: the cell's box in crop pixels."""
     cx0, cy0 = crop_box[:2]
     x0, y0, x1, y1 = cell
     inset = FAINT_MARK_INSET

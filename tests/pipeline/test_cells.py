@@ -192,6 +192,29 @@ def test_a_digit_too_faint_for_a_stroke_leaves_its_empty_cell_marked(form, blank
     assert _crop_of(cut_cells(page, form, DPI), "133:133", 1).kind == CellKind.WRITTEN
 
 
+@pytest.mark.parametrize("reach, marked", [(0.3, True), (0.2, False)])
+def test_ink_given_to_the_cell_above_leaves_an_empty_cell_marked(form, blank, reach, marked):
+    """A stroke written across the line between two cells, joined to the upper cell's "1"
+    and mostly above the line, is the upper cell's ink (``keep_own_ink``), and its part past
+    the line is too deep for that digit (MAX_OVERFLOW): it is nobody's. The lower cell reads
+    EMPTY, but 0.3 of its height of ink was taken out of it, so it is marked (reviewed, not
+    a sure blank: a number written high across the line read a sure 0 in the sum rule's
+    column); a tail reaching 0.2 of the height in is no mark."""
+    page = blank.copy()
+    x0, y0, x1, y1 = _cell_px(form, "132:132", 1)
+    h = y1 - y0
+    one_x, joined_x = round(x0 + 0.4 * (x1 - x0)), round(x0 + 0.55 * (x1 - x0))
+    joint_y = round(y0 + 0.45 * h)
+    cv2.line(page, (one_x, round(y0 + 0.2 * h)), (one_x, round(y1 - 0.2 * h)), PEN, 3)
+    cv2.line(page, (one_x, joint_y), (joined_x, joint_y), PEN, 3)
+    cv2.line(page, (joined_x, joint_y), (joined_x, round(y1 + reach * h)), PEN, 3)
+    crops = cut_cells(page, form, DPI)
+    assert _crop_of(crops, "132:132", 1).kind == CellKind.WRITTEN
+    lower = _crop_of(crops, "133:133", 1)
+    assert lower.kind == CellKind.EMPTY and lower.faint_mark is marked
+    assert not any(c.faint_mark for c in crops if c is not lower)
+
+
 def _write_ones(page, form, cells, grey: int) -> None:
     """A "1" (a vertical stroke, 3 px) in each (row_key, cargo_id) cell, at a third of its
     width, in ink of this grey."""
