@@ -518,15 +518,13 @@ def cut_cells(
         cleaned, own = keep_own_ink(strokes, crop_box, cell, line_px, pale)
         kind = classify_cell(own, cell, False)
         # A cell left EMPTY is no sure blank when a mark that may be its digit was taken out:
-        # too faint for a stroke, a piece too pale for this page's writing (a light digit
-        # among dark ones), or ink given to a neighbour (a number written across the line
-        # above, touching that cell's digit, and assigned to it whole).
+        # too faint for a stroke, or a piece of ink that is not the cell's own (a piece too
+        # pale for this page's writing, a light digit among dark ones; ink given to a
+        # neighbour, a number written across the line above and joined to that cell's digit).
         cx0, cy0, cx1, cy1 = crop_box
-        labels = strokes.labels[cy0:cy1, cx0:cx1]
+        taken_out = (strokes.labels[cy0:cy1, cx0:cx1] > 0) & ~own
         mark = kind == CellKind.EMPTY and (
-            faint_mark(strokes.faint, crop_box, cell)
-            or faint_mark(pale[labels], (0, 0, 0, 0), cell)
-            or faint_mark((labels > 0) & ~own, (0, 0, 0, 0), cell)
+            faint_mark(strokes.faint, crop_box, cell) or faint_mark(taken_out, (0, 0, 0, 0), cell)
         )
         out.append(CellCrop(spot, cleaned, page_box, cell, kind, mark))
     return out
