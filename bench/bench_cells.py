@@ -34,16 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_pipeline import (  # noqa: E402
     FORM,
-    LIMIT,
     SETTINGS,
     _accepted,
     _right,
     classifier,
     make_dataset,
+    read_dataset,
 )
 
 from pipeline.forms import load_template  # noqa: E402
-from pipeline.read import load_scan, read_telegrams  # noqa: E402
 from pipeline.synth.writer import read_truth  # noqa: E402
 
 SCAN_FIELDS = ("dpi", "mode", "jpeg_quality", "blur_sigma", "noise_sigma")
@@ -58,46 +57,34 @@ def dump(setting: str, seed: int, count: int, model: str, data: Path, out: Path)
     clf = classifier(model)
     truth, _ = read_truth(data)
     scans = json.loads((data / "truth_transforms.json").read_text())["telegrams"]
-    paths = sorted((data / "scans").glob("*.png"))
     with out.open("w") as lines:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start : start + CHUNK]
-            details: list = []
-            readings = read_telegrams(
-                [load_scan(path, LIMIT, LIMIT) for path in chunk],
-                template,
-                clf,
-                [str(path) for path in chunk],
-                [path.stem for path in chunk],
-                details,
-            )
-            for path, reading, detail in zip(chunk, readings, details, strict=True):
-                page = {"page": path.stem, **{k: scans[path.stem]["scan"][k] for k in SCAN_FIELDS}}
-                if reading.error:
-                    lines.write(json.dumps({**page, "error": reading.error}) + "\n")
-                    continue
-                for cell in reading.cells:
-                    key = (cell.cargo_id, cell.votos_tipo, cell.agrupacion_id, cell.lista_numero)
-                    expected = truth[(path.stem, *key)]
-                    before = detail.before_rules[f"{cell.row_key}|{cell.cargo_id}"]
-                    before_flags = sorted(str(flag) for flag in before.flags)
-                    record = {
-                        **page,
-                        "error": None,
-                        "key": key,
-                        "truth": expected,
-                        "before_text": before.text,
-                        "before_value": before.value,
-                        "before_confidence": round(float(before.confidence), 4),
-                        "before_flags": before_flags,
-                        "value": cell.value,
-                        "confidence": round(cell.confidence, 4),
-                        "flags": cell.flags,
-                        "right_before": _right(before.value, set(before_flags), expected),
-                        "right": _right(cell.value, cell.flags, expected),
-                        "accepted": _accepted(cell.value, cell.flags),
-                    }
-                    lines.write(json.dumps(record) + "\n")
+        for path, reading, detail in read_dataset(data, template, clf, CHUNK):
+            page = {"page": path.stem, **{k: scans[path.stem]["scan"][k] for k in SCAN_FIELDS}}
+            if reading.error:
+                lines.write(json.dumps({**page, "error": reading.error}) + "\n")
+                continue
+            for cell in reading.cells:
+                key = (cell.cargo_id, cell.votos_tipo, cell.agrupacion_id, cell.lista_numero)
+                expected = truth[(path.stem, *key)]
+                before = detail.before_rules[f"{cell.row_key}|{cell.cargo_id}"]
+                before_flags = sorted(str(flag) for flag in before.flags)
+                record = {
+                    **page,
+                    "error": None,
+                    "key": key,
+                    "truth": expected,
+                    "before_text": before.text,
+                    "before_value": before.value,
+                    "before_confidence": round(float(before.confidence), 4),
+                    "before_flags": before_flags,
+                    "value": cell.value,
+                    "confidence": round(cell.confidence, 4),
+                    "flags": cell.flags,
+                    "right_before": _right(before.value, set(before_flags), expected),
+                    "right": _right(cell.value, cell.flags, expected),
+                    "accepted": _accepted(cell.value, cell.flags),
+                }
+                lines.write(json.dumps(record) + "\n")
 
 
 def load(path: Path) -> tuple[dict[tuple, dict], int]:

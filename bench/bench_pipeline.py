@@ -110,15 +110,10 @@ def error_kind(text: str | None, truth: int | None) -> str:
     return "one digit misread" if wrong == 1 else "several digits misread"
 
 
-def score_dataset(directory: Path, model: str, chunk: int) -> dict:
-    template = load_template(FORM)
-    clf = classifier(model)
-    truth_cells, truth_header = read_truth(directory)
+def read_dataset(directory: Path, template, clf, chunk: int):
+    """(scan path, TelegramReading, PageDetails) of every scan of a synthetic dataset, read
+    from the files in chunks as ``escrutinio read`` does (mesa ids from the file names)."""
     scans = sorted((directory / "scans").glob("*.png"))
-    counts: Counter = Counter()
-    errors: Counter = Counter()
-    kinds: Counter = Counter()  # of the cells read wrong before the sum rule
-    started = time.perf_counter()
     for start in range(0, len(scans), chunk):
         paths = scans[start : start + chunk]
         images = [load_scan(p, LIMIT, LIMIT) for p in paths]
@@ -126,43 +121,52 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
         readings = read_telegrams(
             images, template, clf, [str(p) for p in paths], [p.stem for p in paths], details
         )
-        for path, reading, detail in zip(paths, readings, details, strict=True):
-            counts["pages"] += 1
-            if reading.error:
-                errors[
-                    reading.error.split(":")[0] + ": " + reading.error.split(":", 1)[1][:70]
-                ] += 1
-                counts["cells"] += len(template.value_cells())
-                continue
-            for cell in reading.cells:
-                key = (
-                    path.stem,
-                    cell.cargo_id,
-                    cell.votos_tipo,
-                    cell.agrupacion_id,
-                    cell.lista_numero,
-                )
-                truth = truth_cells[key]
-                before = detail.before_rules[f"{cell.row_key}|{cell.cargo_id}"]
-                counts["cells"] += 1
-                right_before = _right(before.value, {str(f) for f in before.flags}, truth)
-                counts["exact_before"] += right_before
-                if not right_before:
-                    kinds[error_kind(before.text, truth)] += 1
-                right = _right(cell.value, cell.flags, truth)
-                counts["exact_after"] += right
-                accepted = _accepted(cell.value, cell.flags)
-                counts["accepted"] += accepted
-                counts["accepted_right"] += accepted and right
-                counts["corrected"] += "CORRECTED_BY_SUM" in cell.flags
-                counts["corrected_right"] += "CORRECTED_BY_SUM" in cell.flags and right
-            header_truth = truth_header[path.stem]
-            for name, value in reading.header.items():
-                counts["header"] += 1
-                counts["header_exact"] += value.value == header_truth[name]
-                ok = value.value is not None and not (set(value.flags) & REVIEW)
-                counts["header_accepted"] += ok
-                counts["header_accepted_right"] += ok and value.value == header_truth[name]
+        yield from zip(paths, readings, details, strict=True)
+
+
+def score_dataset(directory: Path, model: str, chunk: int) -> dict:
+    template = load_template(FORM)
+    clf = classifier(model)
+    truth_cells, truth_header = read_truth(directory)
+    counts: Counter = Counter()
+    errors: Counter = Counter()
+    kinds: Counter = Counter()  # of the cells read wrong before the sum rule
+    started = time.perf_counter()
+    for path, reading, detail in read_dataset(directory, template, clf, chunk):
+        counts["pages"] += 1
+        if reading.error:
+            errors[reading.error.split(":")[0] + ": " + reading.error.split(":", 1)[1][:70]] += 1
+            counts["cells"] += len(template.value_cells())
+            continue
+        for cell in reading.cells:
+            key = (
+                path.stem,
+                cell.cargo_id,
+                cell.votos_tipo,
+                cell.agrupacion_id,
+                cell.lista_numero,
+            )
+            truth = truth_cells[key]
+            before = detail.before_rules[f"{cell.row_key}|{cell.cargo_id}"]
+            counts["cells"] += 1
+            right_before = _right(before.value, {str(f) for f in before.flags}, truth)
+            counts["exact_before"] += right_before
+            if not right_before:
+                kinds[error_kind(before.text, truth)] += 1
+            right = _right(cell.value, cell.flags, truth)
+            counts["exact_after"] += right
+            accepted = _accepted(cell.value, cell.flags)
+            counts["accepted"] += accepted
+            counts["accepted_right"] += accepted and right
+            counts["corrected"] += "CORRECTED_BY_SUM" in cell.flags
+            counts["corrected_right"] += "CORRECTED_BY_SUM" in cell.flags and right
+        header_truth = truth_header[path.stem]
+        for name, value in reading.header.items():
+            counts["header"] += 1
+            counts["header_exact"] += value.value == header_truth[name]
+            ok = value.value is not None and not (set(value.flags) & REVIEW)
+            counts["header_accepted"] += ok
+            counts["header_accepted_right"] += ok and value.value == header_truth[name]
     seconds = time.perf_counter() - started
     cells = max(1, counts["cells"])
     return {
