@@ -274,24 +274,39 @@ def test_a_total_that_alone_disagrees_with_rows_and_sobres_is_the_only_suspect()
     assert all(r.accepted for r in result.rows)
 
 
-@pytest.mark.parametrize("sure, corrected", [(0.7, True), (0.95, False)])
+@pytest.mark.parametrize(
+    "text, sure, corrected", [("17", 0.7, True), ("17", 0.95, True), ("161", 0.965, False)]
+)
 def test_a_doubtful_total_that_alone_disagrees_takes_the_sum_rows_and_sobres_agree_on(
-    sure, corrected
+    text, sure, corrected
 ):
     """171 written, its "7" and "1" run together and read as one "7": "17" at 0.49 (0.7 per
     digit), no alternative repairs the column. The rows add up to sobres (171) as read, so
-    the total was misread rather than miswritten (0.98): it takes 171, CORRECTED_BY_SUM, like
-    any correction of the rule. Read "17" at 0.90 that is only 0.84, under MIN_POSTERIOR: its
-    value stays as read, flagged."""
+    the total was misread rather than miswritten (0.998): it takes 171, CORRECTED_BY_SUM,
+    like any correction of the rule. Read "17" at 0.90 it was still misread (0.99): a slip
+    of addition keeps the sum's magnitude, the reader loses digits that ran together. "161"
+    at 0.90 is a slip as well as a misreading (0.85, under MIN_POSTERIOR): its value stays
+    as read, flagged."""
     rows = [reading("120"), reading("51")]
-    result = apply_sum_rule(rows, decode_number(probs_for("17", sure=sure)), reading("171"))
+    result = apply_sum_rule(rows, decode_number(probs_for(text, sure=sure)), reading("171"))
     assert result.lone_suspect == 2
     if corrected:
         assert result.total.value == 171 and result.total.accepted
         assert result.flags == {Flag.CORRECTED_BY_SUM} and result.changed == (2,)
     else:
-        assert result.total.value == 17 and flagged(result) == [2]
+        assert result.total.value == 161 and flagged(result) == [2]
     assert all(r.accepted for r in result.rows) and result.readings[3].value == 171
+
+
+def test_a_total_whose_marks_may_be_a_blank_keeps_its_reading():
+    """A total left blank, a speck in it read "1" at 0.50 and "not a digit" at 0.45: blank
+    is its reading's second choice. Rows and sobres say 169, but a blank total with a mark
+    explains the reading better than a misread 169 (0.33): it is not made 169."""
+    speck = decode_number(probs_for("1", sure=0.95, alternatives={0: {10: 0.45}}, classes=11))
+    assert speck.text == "1" and dict(speck.alternatives)[""] == pytest.approx(0.45)
+    rows = [reading("120"), reading("49")]
+    result = apply_sum_rule(rows, speck, reading("169"))
+    assert result.total.value == 1 and flagged(result) == [2]
 
 
 def test_a_sobres_that_alone_disagrees_with_rows_and_total_is_the_only_suspect():
