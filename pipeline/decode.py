@@ -908,6 +908,48 @@ def _lone_outlier(
     )
 
 
+# A column that already holds one misreading (its total) holds others more often than its
+# cells' confidences say (a bad page, a hard hand): a correction of its rows against sobres
+# alone needs this posterior, not MIN_POSTERIOR (``resolve_against_sobres``).
+RECHECK_POSTERIOR = 0.99
+
+
+def resolve_against_sobres(
+    rows: Sequence[NumberReading],
+    total: NumberReading,
+    sobres: NumberReading,
+    *,
+    min_posterior: float = MIN_POSTERIOR,
+    rows_posterior: float = RECHECK_POSTERIOR,
+) -> SumRuleResult | None:
+    """A column ``apply_sum_rule`` left unresolved, whose total disagrees with a sobres that
+    other columns confirm (``pipeline.read.apply_rules``): a misread total and a misread row
+    that the one-change search cannot both repair ("239" read "20" and "36" for a 35).
+    The total is judged as a lone total is (``_misread_posterior`` against sobres: misread
+    rather than miswritten or blank, at ``min_posterior``), and the rows are checked against
+    sobres alone, as under a blank total, their one correction needing ``rows_posterior``.
+    When both hold, returns the readings (rows..., total), the total set to sobres and the
+    changed cells CORRECTED_BY_SUM; None otherwise (the column stays as ``apply_sum_rule``
+    left it). A total that cannot be read is not judged (an illegible total comes with a bad
+    page: checking such columns against sobres alone made wrong corrections, 2026-12-05)."""
+    if total.value is None or sobres.value is None or total.value == sobres.value:
+        return None
+    posterior = _misread_posterior(total, sobres.value, 0.0)
+    if posterior < min_posterior:
+        return None
+    result = apply_sum_rule(rows, sobres, min_posterior=rows_posterior)
+    if Flag.SUM_MISMATCH in result.flags:
+        return None
+    readings = [*result.rows, _with_value(total, sobres.value, posterior)]
+    return SumRuleResult(
+        readings,
+        frozenset({Flag.CORRECTED_BY_SUM}),
+        result.posterior * posterior,
+        (*result.changed, len(rows)),
+        len(rows),
+    )
+
+
 def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) -> float:
     """The chance that a total alone at odds with its rows and sobres (which agree on
     ``implied``) was misread, against the writer's slip (WRITER_SLIP; a slip lands on a given

@@ -61,6 +61,7 @@ from pipeline.decode import (
     calibration_for,
     decode_cell,
     illegible,
+    resolve_against_sobres,
 )
 from pipeline.errors import BadInput, UnreadableScan
 from pipeline.forms import FormTemplate
@@ -599,7 +600,9 @@ def apply_rules(
     header rule and the columns are checked again with it. When not one column adds up to
     sobres otherwise, sobres gets SUM_MISMATCH, and so does votantes if the header rule holds
     (as read or once corrected: votantes and sobres then agree, and were likely misread
-    alike: "208" read "20" in both).
+    alike: "208" read "20" in both). When a column confirms sobres as read, the columns left
+    with a misread total and a misread row get a second look against it
+    (``decode.resolve_against_sobres``).
     """
     out = dict(readings)
     header = [readings.get(f"header:{name}") for name in HEADER_FIELDS]
@@ -623,7 +626,43 @@ def apply_rules(
         for name in doubted:
             reading = out[f"header:{name}"]
             out[f"header:{name}"] = replace(reading, flags=reading.flags | {Flag.SUM_MISMATCH})
+    if verdict.confirmed:
+        _recheck_against_sobres(out, readings, template, out["header:sobres"])
     return out
+
+
+def _recheck_against_sobres(
+    out: dict[str, NumberReading],
+    readings: dict[str, NumberReading],
+    template: FormTemplate,
+    sobres: NumberReading,
+) -> None:
+    """The columns whose rows and total both disagree with ``sobres`` (confirmed by another
+    column) after their sum rule, given ``decode.resolve_against_sobres``' second look: the
+    cells it resolves written into ``out``, the others left as they are."""
+    total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
+    if total_row is None:
+        return
+    for column in template.columns:
+        if template.is_no_usar(total_row, column):
+            continue
+        total_name = f"{total_row.key}|{column.cargo_id}"
+        if Flag.SUM_MISMATCH not in out[total_name].flags or _is_blank(readings[total_name]):
+            continue
+        names = [
+            f"{row.key}|{column.cargo_id}"
+            for row in template.rows
+            if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
+        ]
+        rows = [readings[name] for name in names]
+        if all(row.value is not None for row in rows) and (
+            sum(row.value for row in rows) == sobres.value  # type: ignore[misc]
+        ):
+            continue  # rows adding up to sobres: the lone total was judged already
+        result = resolve_against_sobres(rows, readings[total_name], sobres)
+        if result is not None:
+            for name, reading in zip([*names, total_name], result.readings, strict=True):
+                out[name] = reading
 
 
 def _header_rule(out: dict[str, NumberReading], header: list[NumberReading | None]) -> bool:

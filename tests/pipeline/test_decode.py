@@ -16,9 +16,11 @@ from pipeline.decode import (
     calibrate,
     decode_number,
     fit_calibration,
+    illegible,
     mismatch_suspects,
     one_misreading_apart,
     reliability,
+    resolve_against_sobres,
 )
 from pipeline.errors import BadInput
 
@@ -307,6 +309,41 @@ def test_a_total_whose_marks_may_be_a_blank_keeps_its_reading():
     rows = [reading("120"), reading("49")]
     result = apply_sum_rule(rows, speck, reading("169"))
     assert result.total.value == 1 and flagged(result) == [2]
+
+
+def column_of_239(second_choice: float = 0.3) -> list[NumberReading]:
+    """Rows written 120, 35 and 84 (239), the 35 read "36", 5 its digit's second choice."""
+    return [reading("120"), reading("36", alternatives={1: {5: second_choice}}), reading("84")]
+
+
+def test_a_misread_total_and_a_misread_row_are_resolved_against_a_confirmed_sobres():
+    """239 written, the total read "29" (its 3 lost) at 0.49 and a row's 35 read "36": two
+    misreadings, which the one-change search cannot repair (no reading of the total is 239).
+    Against the sobres other columns confirm, the total was misread (one digit lost, a
+    slip keeps the magnitude) and the rows need one correction, 36 -> 35: both are made."""
+    rows, total, sobres = column_of_239(), decode_number(probs_for("29", 0.7)), reading("239")
+    assert Flag.SUM_MISMATCH in apply_sum_rule(rows, total, sobres).flags
+    result = resolve_against_sobres(rows, total, sobres)
+    assert result is not None and result.changed == (1, 3)
+    assert [r.value for r in result.readings] == [120, 35, 84, 239]
+    assert all(r.accepted for r in result.readings)
+    assert Flag.CORRECTED_BY_SUM in result.rows[1].flags
+    assert Flag.CORRECTED_BY_SUM in result.total.flags
+
+
+@pytest.mark.parametrize(
+    "total, second_choice",
+    [
+        (reading("229", sure=0.997), 0.3),  # read surely, and a slip as likely: not misread
+        (illegible(np.zeros((0, 10))), 0.3),  # unread: nothing says it was misread
+        (decode_number(probs_for("29", 0.7)), 0.005),  # enough for 0.95, not for 0.99
+    ],
+)
+def test_a_column_is_not_resolved_against_sobres_without_a_sure_case(total, second_choice):
+    """No second look when the total may be right as written or cannot be read, nor when the
+    rows' correction is under RECHECK_POSTERIOR: a column already holding a misreading
+    holds others more often than its confidences say."""
+    assert resolve_against_sobres(column_of_239(second_choice), total, reading("239")) is None
 
 
 def test_a_sobres_that_alone_disagrees_with_rows_and_total_is_the_only_suspect():

@@ -389,3 +389,33 @@ def test_rows_adding_up_to_sobres_confirm_it_though_every_total_is_misread():
             assert (Flag.SUM_MISMATCH in out[name].flags) is name.startswith("TOTAL|"), name
     for name in ("votantes", "sobres", "diferencia"):
         assert not out[f"header:{name}"].flags, name
+
+
+def test_a_column_with_a_misread_total_and_row_is_resolved_by_the_sobres_others_confirm():
+    """Every column adds up to 239 and its total says so, but in one column the total reads
+    "29" (its 3 lost) and the first row "238", its 9 the second choice at 0.3. Its rule
+    alone cannot repair two misreadings; the other columns confirm sobres 239, and against
+    it the column is resolved: the total misread, the row 239 (both CORRECTED_BY_SUM, none
+    left for review)."""
+    from pipeline.decode import Flag, decode_number
+    from pipeline.read import apply_rules
+
+    form = template()
+    readings = _columns_adding_up_to(form, 239)
+    cargo = form.columns[0].cargo_id
+    first = f"{form.rows[0].key}|{cargo}"
+    total = next(f"{row.key}|{cargo}" for row in form.rows if row.votos_tipo == "TOTAL")
+    misread_row = np.eye(11)[[2, 3, 8]]
+    misread_row[2, [8, 9]] = 0.7, 0.3
+    readings[first] = decode_number(misread_row)
+    lost_three = np.eye(11)[[2, 9]] * 0.7 + 0.3 / 11
+    readings[total] = decode_number(lost_three)
+    assert (readings[first].value, readings[total].value) == (238, 29)
+    for name in ("votantes", "sobres"):
+        readings[f"header:{name}"] = _sure(239)
+    readings["header:diferencia"] = _sure(0)
+    out = apply_rules(readings, form)
+    assert (out[first].value, out[total].value) == (239, 239)
+    assert Flag.CORRECTED_BY_SUM in out[first].flags and Flag.CORRECTED_BY_SUM in out[total].flags
+    column = [name for name in out if name.endswith(f"|{cargo}")]
+    assert all(out[name].accepted for name in column)
