@@ -110,6 +110,10 @@ CALIBRATIONS: dict[str, Calibration] = {
     "default@c5d96646265f": Calibration(slope=0.7345, offset=0.0071),
 }
 MIN_POSTERIOR = 0.95
+# A column that already holds one misreading (its total) holds others more often than its
+# cells' confidences say (a bad page, a hard hand): a correction of its rows against sobres
+# alone needs this posterior, not MIN_POSTERIOR (``resolve_against_sobres``).
+RECHECK_POSTERIOR = 0.99
 # A writer's own arithmetic slip (the eps of the module docstring).
 WRITER_SLIP = 0.02
 # A cell of a column that does not add up keeps no review flag only when the chance that it is
@@ -908,12 +912,6 @@ def _lone_outlier(
     )
 
 
-# A column that already holds one misreading (its total) holds others more often than its
-# cells' confidences say (a bad page, a hard hand): a correction of its rows against sobres
-# alone needs this posterior, not MIN_POSTERIOR (``resolve_against_sobres``).
-RECHECK_POSTERIOR = 0.99
-
-
 def resolve_against_sobres(
     rows: Sequence[NumberReading],
     total: NumberReading,
@@ -930,15 +928,21 @@ def resolve_against_sobres(
     sobres alone, as under a blank total, their one correction needing ``rows_posterior``.
     When both hold, returns the readings (rows..., total), the total set to sobres and the
     changed cells CORRECTED_BY_SUM; None otherwise (the column stays as ``apply_sum_rule``
-    left it). A total that cannot be read is not judged (an illegible total comes with a bad
-    page: checking such columns against sobres alone made wrong corrections, 2026-12-05)."""
+    left it). Not judged: a total that cannot be read (an illegible total comes with a bad
+    page: checking such columns against sobres alone made wrong corrections, 2026-12-05);
+    rows that add up, as read, to sobres or to the total (one cell at odds, which
+    ``_lone_outlier`` weighs, a writer's slip among its explanations). sobres, confirmed, is
+    never the cell changed."""
     if total.value is None or sobres.value is None or total.value == sobres.value:
+        return None
+    counted = [row.value for row in rows]
+    if None not in counted and sum(counted) in (total.value, sobres.value):  # type: ignore[arg-type]
         return None
     posterior = _misread_posterior(total, sobres.value, 0.0)
     if posterior < min_posterior:
         return None
     result = apply_sum_rule(rows, sobres, min_posterior=rows_posterior)
-    if Flag.SUM_MISMATCH in result.flags:
+    if Flag.SUM_MISMATCH in result.flags or len(rows) in result.changed:
         return None
     readings = [*result.rows, _with_value(total, sobres.value, posterior)]
     return SumRuleResult(

@@ -64,7 +64,7 @@ from pipeline.decode import (
     resolve_against_sobres,
 )
 from pipeline.errors import BadInput, UnreadableScan
-from pipeline.forms import FormTemplate
+from pipeline.forms import Column, FormTemplate
 from pipeline.reframe import reframe_digit
 from pipeline.register import Registration, register_page, warp_page
 from pipeline.segment import (
@@ -640,29 +640,30 @@ def _recheck_against_sobres(
     """The columns whose rows and total both disagree with ``sobres`` (confirmed by another
     column) after their sum rule, given ``decode.resolve_against_sobres``' second look: the
     cells it resolves written into ``out``, the others left as they are."""
-    total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
-    if total_row is None:
-        return
     for column in template.columns:
-        if template.is_no_usar(total_row, column):
+        names, total_name = _column_cells(template, column)
+        if total_name is None or Flag.SUM_MISMATCH not in out[total_name].flags:
             continue
-        total_name = f"{total_row.key}|{column.cargo_id}"
-        if Flag.SUM_MISMATCH not in out[total_name].flags or _is_blank(readings[total_name]):
-            continue
-        names = [
-            f"{row.key}|{column.cargo_id}"
-            for row in template.rows
-            if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
-        ]
         rows = [readings[name] for name in names]
-        if all(row.value is not None for row in rows) and (
-            sum(row.value for row in rows) == sobres.value  # type: ignore[misc]
-        ):
-            continue  # rows adding up to sobres: the lone total was judged already
         result = resolve_against_sobres(rows, readings[total_name], sobres)
         if result is not None:
             for name, reading in zip([*names, total_name], result.readings, strict=True):
                 out[name] = reading
+
+
+def _column_cells(template: FormTemplate, column: Column) -> tuple[list[str], str | None]:
+    """The reading names ("row key|cargo id") of an office column's rows other than TOTAL,
+    in the template's order, and of its TOTAL (None when the form has none or it is NO USAR
+    in this column)."""
+    names = [
+        f"{row.key}|{column.cargo_id}"
+        for row in template.rows
+        if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
+    ]
+    total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
+    if total_row is None or template.is_no_usar(total_row, column):
+        return names, None
+    return names, f"{total_row.key}|{column.cargo_id}"
 
 
 def _header_rule(out: dict[str, NumberReading], header: list[NumberReading | None]) -> bool:
@@ -700,21 +701,12 @@ def _column_rules(
     ``sobres``), the checked cells written into ``out``."""
     if sobres is not None and (sobres.value is None or _is_blank(sobres)):
         sobres = None
-    total_row = next((row for row in template.rows if row.votos_tipo == "TOTAL"), None)
     checked = confirmed = False
     corrections: list[NumberReading] = []
     for column in template.columns:
-        names = [
-            f"{row.key}|{column.cargo_id}"
-            for row in template.rows
-            if row.votos_tipo != "TOTAL" and not template.is_no_usar(row, column)
-        ]
+        names, total_name = _column_cells(template, column)
         rows = [readings[name] for name in names]
-        total_name = None
-        total = None
-        if total_row is not None and not template.is_no_usar(total_row, column):
-            total_name = f"{total_row.key}|{column.cargo_id}"
-            total = readings[total_name]
+        total = None if total_name is None else readings[total_name]
         if total is not None and _is_blank(total):
             total = None
         if total is None and sobres is None:

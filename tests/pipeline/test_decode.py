@@ -334,16 +334,32 @@ def test_a_misread_total_and_a_misread_row_are_resolved_against_a_confirmed_sobr
 @pytest.mark.parametrize(
     "total, second_choice",
     [
-        (reading("229", sure=0.997), 0.3),  # read surely, and a slip as likely: not misread
+        (reading("229", sure=0.997), 0.3),  # read surely, a slip more likely: not misread
         (illegible(np.zeros((0, 10))), 0.3),  # unread: nothing says it was misread
         (decode_number(probs_for("29", 0.7)), 0.005),  # enough for 0.95, not for 0.99
     ],
 )
-def test_a_column_is_not_resolved_against_sobres_without_a_sure_case(total, second_choice):
+def test_a_column_is_not_resolved_against_sobres_unless_both_misreadings_are_sure(
+    total, second_choice
+):
     """No second look when the total may be right as written or cannot be read, nor when the
     rows' correction is under RECHECK_POSTERIOR: a column already holding a misreading
     holds others more often than its confidences say."""
     assert resolve_against_sobres(column_of_239(second_choice), total, reading("239")) is None
+
+
+def test_a_column_at_odds_in_one_cell_or_mended_through_sobres_is_not_resolved_against_it():
+    """Rows adding up, as read, to their total (229: sobres alone disagrees, which a
+    writer's slip explains as well as two misreadings) are ``_lone_outlier``'s to weigh; and
+    rows adding up to 238 against a sobres read "239" with 238 as its second choice are not
+    made consistent by changing sobres, which another column confirmed."""
+    doubtful_109 = reading("109", sure=0.9, alternatives={1: {1: 0.3}})
+    agreeing = [doubtful_109, reading("120")]
+    doubtful_229 = reading("229", sure=0.8)  # misread rather than miswritten (0.98) alone
+    assert resolve_against_sobres(agreeing, doubtful_229, reading("239")) is None
+    sobres = reading("239", sure=0.9, alternatives={2: {8: 0.08}})
+    slip = [reading("120"), reading("34"), reading("84")]
+    assert resolve_against_sobres(slip, decode_number(probs_for("29", 0.7)), sobres) is None
 
 
 def test_a_sobres_that_alone_disagrees_with_rows_and_total_is_the_only_suspect():
