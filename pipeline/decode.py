@@ -928,15 +928,18 @@ def resolve_against_sobres(
     sobres alone, as under a blank total, their one correction needing ``rows_posterior``.
     When both hold, returns the readings (rows..., total), the total set to sobres and the
     changed cells CORRECTED_BY_SUM; None otherwise (the column stays as ``apply_sum_rule``
-    left it). Not judged: a total that cannot be read (an illegible total comes with a bad
-    page: checking such columns against sobres alone made wrong corrections, 2026-12-05);
-    rows that add up, as read, to sobres or to the total (one cell at odds, which
+    left it). Not judged: a total or a row that cannot be read (an illegible cell comes with
+    a bad page, and one left free to take any value absorbs the column's other misreadings:
+    a row read "0" for 10 and one read "18" for 65 beside an illegible 0 made 57, all
+    accepted, in the demo's 2019 telegrams; checking columns of an illegible total against
+    sobres alone made wrong corrections too, 2026-12-05); rows that add up, as read, to
+    sobres or to the total (one cell at odds, which
     ``_lone_outlier`` weighs, a writer's slip among its explanations). sobres, confirmed, is
     never the cell changed."""
     if total.value is None or sobres.value is None or total.value == sobres.value:
         return None
     counted = [row.value for row in rows]
-    if None not in counted and sum(counted) in (total.value, sobres.value):  # type: ignore[arg-type]
+    if None in counted or sum(counted) in (total.value, sobres.value):  # type: ignore[arg-type]
         return None
     posterior = _misread_posterior(total, sobres.value, 0.0)
     if posterior < min_posterior:

@@ -348,15 +348,21 @@ def test_a_column_is_not_resolved_against_sobres_unless_both_misreadings_are_sur
     assert resolve_against_sobres(column_of_239(second_choice), total, reading("239")) is None
 
 
-def test_a_column_at_odds_in_one_cell_or_mended_through_sobres_is_not_resolved_against_it():
+def test_a_column_at_odds_in_one_cell_unread_or_mended_through_sobres_is_not_resolved():
     """Rows adding up, as read, to their total (229: sobres alone disagrees, which a
-    writer's slip explains as well as two misreadings) are ``_lone_outlier``'s to weigh; and
-    rows adding up to 238 against a sobres read "239" with 238 as its second choice are not
-    made consistent by changing sobres, which another column confirmed."""
+    writer's slip explains as well as two misreadings) are ``_lone_outlier``'s to weigh; a
+    row that cannot be read would take whatever value the column lacks, its other
+    misreadings included; and rows adding up to 238 against a sobres read "239" with 238 as
+    its second choice are not made consistent by changing sobres, which another column
+    confirmed."""
     doubtful_109 = reading("109", sure=0.9, alternatives={1: {1: 0.3}})
     agreeing = [doubtful_109, reading("120")]
     doubtful_229 = reading("229", sure=0.8)  # misread rather than miswritten (0.98) alone
     assert resolve_against_sobres(agreeing, doubtful_229, reading("239")) is None
+    unread_35 = [reading("120"), reading("35", sure=0.5), reading("84")]  # 35 at 0.25
+    assert unread_35[1].value is None and Flag.ILLEGIBLE in unread_35[1].flags
+    misread_total = decode_number(probs_for("29", 0.7))
+    assert resolve_against_sobres(unread_35, misread_total, reading("239")) is None
     sobres = reading("239", sure=0.9, alternatives={2: {8: 0.08}})
     slip = [reading("120"), reading("34"), reading("84")]
     assert resolve_against_sobres(slip, decode_number(probs_for("29", 0.7)), sobres) is None
