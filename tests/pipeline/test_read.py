@@ -391,26 +391,35 @@ def test_rows_adding_up_to_sobres_confirm_it_though_every_total_is_misread():
         assert not out[f"header:{name}"].flags, name
 
 
+def _misread_total_and_row(form, readings: dict, cargo: int) -> tuple[str, str]:
+    """In ``readings`` of a column adding up to 239, its first row read "238" (its 9 the
+    second choice at 0.3) and its total "29" (its 3 lost, 0.49): two misreadings. Returns
+    the two cells' names."""
+    from pipeline.decode import decode_number
+
+    first = f"{form.rows[0].key}|{cargo}"
+    total = next(f"{row.key}|{cargo}" for row in form.rows if row.votos_tipo == "TOTAL")
+    misread_row = np.eye(11)[[2, 3, 8]]
+    misread_row[2, [8, 9]] = 0.7, 0.3
+    readings[first] = decode_number(misread_row)
+    readings[total] = decode_number(np.eye(11)[[2, 9]] * 0.7 + 0.3 / 11)
+    assert (readings[first].value, readings[total].value) == (238, 29)
+    return first, total
+
+
 def test_a_column_with_a_misread_total_and_row_is_resolved_by_the_sobres_others_confirm():
     """Every column adds up to 239 and its total says so, but in one column the total reads
     "29" (its 3 lost) and the first row "238", its 9 the second choice at 0.3. Its rule
     alone cannot repair two misreadings; the other columns confirm sobres 239, and against
     it the column is resolved: the total misread, the row 239 (both CORRECTED_BY_SUM, none
     left for review)."""
-    from pipeline.decode import Flag, decode_number
+    from pipeline.decode import Flag
     from pipeline.read import apply_rules
 
     form = template()
     readings = _columns_adding_up_to(form, 239)
     cargo = form.columns[0].cargo_id
-    first = f"{form.rows[0].key}|{cargo}"
-    total = next(f"{row.key}|{cargo}" for row in form.rows if row.votos_tipo == "TOTAL")
-    misread_row = np.eye(11)[[2, 3, 8]]
-    misread_row[2, [8, 9]] = 0.7, 0.3
-    readings[first] = decode_number(misread_row)
-    lost_three = np.eye(11)[[2, 9]] * 0.7 + 0.3 / 11
-    readings[total] = decode_number(lost_three)
-    assert (readings[first].value, readings[total].value) == (238, 29)
+    first, total = _misread_total_and_row(form, readings, cargo)
     for name in ("votantes", "sobres"):
         readings[f"header:{name}"] = _sure(239)
     readings["header:diferencia"] = _sure(0)
@@ -419,3 +428,23 @@ def test_a_column_with_a_misread_total_and_row_is_resolved_by_the_sobres_others_
     assert Flag.CORRECTED_BY_SUM in out[first].flags and Flag.CORRECTED_BY_SUM in out[total].flags
     column = [name for name in out if name.endswith(f"|{cargo}")]
     assert all(out[name].accepted for name in column)
+
+
+def test_columns_get_no_second_look_against_a_sobres_no_column_confirms():
+    """Every column with the same two misreadings (a row "238", the total "29"): not one
+    adds up to sobres 239, so nothing confirms it, and none is resolved against it; each
+    stays for review with sobres."""
+    from pipeline.decode import Flag
+    from pipeline.read import apply_rules
+
+    form = template()
+    readings = _columns_adding_up_to(form, 239)
+    misread = [_misread_total_and_row(form, readings, column.cargo_id) for column in form.columns]
+    for name in ("votantes", "sobres"):
+        readings[f"header:{name}"] = _sure(239)
+    readings["header:diferencia"] = _sure(0)
+    out = apply_rules(readings, form)
+    for first, total in misread:
+        assert (out[first].value, out[total].value) == (238, 29)
+        assert Flag.SUM_MISMATCH in out[total].flags
+    assert Flag.SUM_MISMATCH in out["header:sobres"].flags
