@@ -933,9 +933,8 @@ def resolve_against_sobres(
     a row read "0" for 10 and one read "18" for 65 beside an illegible 0 made 57, all
     accepted, in the demo's 2019 telegrams; checking columns of an illegible total against
     sobres alone made wrong corrections too, 2026-12-05); rows that add up, as read, to
-    sobres or to the total (one cell at odds, which
-    ``_lone_outlier`` weighs, a writer's slip among its explanations). sobres, confirmed, is
-    never the cell changed."""
+    sobres or to the total (one cell at odds, which ``_lone_outlier`` weighs, a writer's
+    slip among its explanations). sobres, confirmed, is never the cell changed."""
     if total.value is None or sobres.value is None or total.value == sobres.value:
         return None
     counted = [row.value for row in rows]
@@ -959,9 +958,10 @@ def resolve_against_sobres(
 
 def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) -> float:
     """The chance that a total alone at odds with its rows and sobres (which agree on
-    ``implied``) was misread, against the writer's slip (WRITER_SLIP; a slip lands on a given
-    value about as often as a one-digit misreading does) and a right total with two hidden
-    misreadings elsewhere (``hidden_pairs``, the pairs' weight as ``_lone_outlier`` sums it).
+    ``implied``) was misread, against the writer's slip (WRITER_SLIP; a slip of the sum's
+    magnitude lands on a given value about as often as a one-digit misreading does), a
+    total left blank (below) and a right total with two hidden misreadings elsewhere
+    (``hidden_pairs``, the pairs' weight as ``_lone_outlier`` sums it).
     The total's doubt (1 - confidence) is the chance of a misreading, times
     UNEXPLAINED_MISREADING when no one digit mistake turns its reading into ``implied``.
     A slip is an error of addition: it gives a total of the sum's magnitude, so a reading
@@ -970,8 +970,8 @@ def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) 
     often (a "218" read "28", a "239" read "20"). "17" at 0.6 where rows and sobres say 171
     is misread at 0.998; "47" at 0.6 where they say 41, at 0.97; "7" at 0.99 where they say
     87, at 0.91; "47" at 0.99 where they say 41, at 0.33 (a slip is twice as likely).
-    The last explanation is a total left blank (TOTAL_LEFT_BLANK) whose marks were read as
-    digits, as likely as the reading's own blank alternative says: a speck and a line
+    A total left blank (TOTAL_LEFT_BLANK) whose marks were read as digits is as likely as
+    the reading's own blank alternative says: a speck and a line
     remnant read "11" at 0.40, blank at 0.21, is no misread 182."""
     doubt = _doubt(total)
     explained = total.text is not None and one_misreading_apart(total.text, implied)
