@@ -164,7 +164,7 @@ def score_dataset(directory: Path, model: str, chunk: int) -> dict:
         for name, value in reading.header.items():
             counts["header"] += 1
             counts["header_exact"] += value.value == header_truth[name]
-            ok = value.value is not None and not (set(value.flags) & REVIEW)
+            ok = _accepted(value.value, value.flags)
             counts["header_accepted"] += ok
             counts["header_accepted_right"] += ok and value.value == header_truth[name]
     seconds = time.perf_counter() - started

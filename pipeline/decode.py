@@ -971,8 +971,8 @@ def _misread_posterior(total: NumberReading, implied: int, hidden_pairs: float) 
     is misread at 0.998; "47" at 0.6 where they say 41, at 0.97; "7" at 0.99 where they say
     87, at 0.91; "47" at 0.99 where they say 41, at 0.33 (a slip is twice as likely).
     A total left blank (TOTAL_LEFT_BLANK) whose marks were read as digits is as likely as
-    the reading's own blank alternative says: a speck and a line
-    remnant read "11" at 0.40, blank at 0.21, is no misread 182."""
+    the reading's own blank alternative says: a speck and a line remnant read "11" at 0.40,
+    blank at 0.21, is no misread 182."""
     doubt = _doubt(total)
     explained = total.text is not None and one_misreading_apart(total.text, implied)
     written = (1.0 - TOTAL_LEFT_BLANK) * (1.0 - WRITER_SLIP)
