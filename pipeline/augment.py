@@ -12,7 +12,8 @@ exactly like what the pipeline feeds the model.
 * ``distort``: rotation, shear/slant, independent x/y scale, stroke thickness (dilate/erode),
   elastic distortion, broken strokes, cell-line fragments near the digit.
 * ``junk``: not-a-digit images (class ``NOT_A_DIGIT``): blobs, dashes, specks, line corners;
-  ``digit_pair``: two touching digits reframed as one image (also not a digit).
+  ``digit_pair``: two touching digits reframed as one image (also not a digit);
+  ``one_in_pair``: a 1 written into its neighbour (also not a digit).
 * ``augmented_epoch``: one augmented copy of a training set plus ~18% not-a-digit images.
 """
 
@@ -300,18 +301,16 @@ def junk(rng: np.random.Generator) -> np.ndarray:
         return junk(rng)
 
 
-def digit_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Two (28, 28) digits written touching or overlapping, reframed as ONE image: not a digit.
+def _columns_of_ink(digit: np.ndarray) -> np.ndarray:
+    """A (28, 28) digit cut to the columns that hold ink: (28, W)."""
+    cols = np.flatnonzero(digit.max(axis=0) > 0)
+    return digit[:, cols[0] : cols[-1] + 1] if cols.size else digit
 
-    Teaches the model that two merged digits are not one digit, so the segmentation's
-    recognition-checked splits cut them apart. Returns (28, 28) uint8.
-    """
-    pieces = []
-    for digit in (first, second):
-        cols = np.flatnonzero(digit.max(axis=0) > 0)
-        pieces.append(digit[:, cols[0] : cols[-1] + 1] if cols.size else digit)
-    gap = int(rng.integers(-2, 3))
-    width = pieces[0].shape[1] + pieces[1].shape[1] + gap + 8
+
+def _side_by_side(pieces: list[np.ndarray], gap: int, rng: np.random.Generator) -> np.ndarray:
+    """(28, W) pieces written left to right ``gap`` px apart (negative: overlapping), each
+    shifted up to 3 px up or down, reframed as ONE image: (28, 28) uint8."""
+    width = sum(piece.shape[1] for piece in pieces) + gap * (len(pieces) - 1) + 8
     canvas = np.zeros((36, max(width, 36)), np.float32)
     x = 4
     for piece in pieces:
@@ -320,6 +319,34 @@ def digit_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) 
         np.maximum(region, piece, out=region)
         x += piece.shape[1] + gap
     return reframe_digit(canvas)
+
+
+def digit_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two (28, 28) digits written touching or overlapping, reframed as ONE image: not a digit.
+
+    Teaches the model that two merged digits are not one digit, so the segmentation's
+    recognition-checked splits cut them apart. Returns (28, 28) uint8.
+    """
+    pieces = [_columns_of_ink(first), _columns_of_ink(second)]
+    return _side_by_side(pieces, int(rng.integers(-2, 3)), rng)
+
+
+ONE_OVERLAP = 0.6
+
+
+def one_in_pair(one: np.ndarray, neighbour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A (28, 28) 1 written into its (28, 28) neighbour, reframed as ONE image: not a digit.
+
+    The 1 stands left or right of the neighbour, overlapping it by 0 to ``ONE_OVERLAP`` of
+    the 1's own width. ``digit_pair``'s gaps of -2..2 px rarely make a 1 enter the other
+    digit, and a 1 inside a 0 reads as a confident "0" (the real 2019 telegram's "10"), so
+    the segmentation never tries the cut. Returns (28, 28) uint8.
+    """
+    stroke = _columns_of_ink(one)
+    other = _columns_of_ink(neighbour)
+    overlap = int(round(rng.uniform(0.0, ONE_OVERLAP) * stroke.shape[1]))
+    pieces = [stroke, other] if rng.random() < 0.5 else [other, stroke]
+    return _side_by_side(pieces, -overlap, rng)
 
 
 def augment_digit(
@@ -359,9 +386,12 @@ def augmented_epoch(
     junk_share: float = 0.1,
     pair_share: float = 0.08,
     branched_ones: bool = False,
+    one_pair_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus not-a-digit images:
-    ``junk_share * N`` blobs/dashes/specks/corners and ``pair_share * N`` merged digit pairs.
+    ``junk_share * N`` blobs/dashes/specks/corners, ``pair_share * N`` merged digit pairs and
+    ``one_pair_share * N`` 1s written into a neighbour (``one_in_pair``; at 0, or with no 1
+    in ``y``, no random draw is added, so earlier runs repeat draw for draw).
     branched_ones: as in ``augment_digit``.
 
     Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + the not-a-digit images.
@@ -376,6 +406,15 @@ def augmented_epoch(
     partners = rng.integers(0, len(x), size=(n_pairs, 2))
     for offset, (a, b) in enumerate(partners):
         out[len(x) + n_junk + offset] = digit_pair(x[a], x[b], rng)
-    not_digits = np.full(n_junk + n_pairs, NOT_A_DIGIT, np.int32)
+    ones = np.flatnonzero(np.asarray(y) == 1)
+    if one_pair_share > 0 and ones.size:
+        n_ones = int(round(one_pair_share * len(x)))
+        firsts = rng.choice(ones, n_ones)
+        seconds = rng.integers(0, len(x), size=n_ones)
+        one_pairs = np.stack(
+            [one_in_pair(x[a], x[b], rng) for a, b in zip(firsts, seconds, strict=True)]
+        ).reshape(n_ones, 28, 28)
+        out = np.concatenate([out, one_pairs])
+    not_digits = np.full(len(out) - len(x), NOT_A_DIGIT, np.int32)
     labels = np.concatenate([np.asarray(y, np.int32), not_digits])
     return out, labels

@@ -431,6 +431,7 @@ def adapt(
     log: Callable = print,
     flagged_share: float = 0.0,
     mnist_per_epoch: int = ADAPT_MNIST_PER_EPOCH,
+    one_pair_share: float = 0.0,
 ) -> tuple[object, dict]:
     """Fine-tune the model in ``base`` (.keras) on pipeline-framed telegram digits.
 
@@ -441,10 +442,14 @@ def adapt(
     (0: as many as were harvested, at most all) clean and augmented (with not-a-digit
     images), Adam at ``learning_rate``. flagged_share: share of the telegrams' 1s written with
     an Argentine flag (``write_train_bank``); when above 0 the augmentation draws the
-    branched flag too (``augment.branched_one``). Returns (model, facts).
+    branched flag too (``augment.branched_one``). one_pair_share: 1s written into a
+    neighbour (``augment.one_in_pair``) added per epoch as not-a-digit images, as a share of
+    the epoch's MNIST digits. Returns (model, facts).
     """
     if not 0.0 <= flagged_share <= 1.0:
         raise BadInput(f"the share of flagged 1s must be from 0 to 1, got {flagged_share}")
+    if not 0.0 <= one_pair_share <= 1.0:
+        raise BadInput(f"the share of 1s in a pair must be from 0 to 1, got {one_pair_share}")
     if mnist_per_epoch < 0:
         raise BadInput(f"MNIST digits per epoch must be 0 or more, got {mnist_per_epoch}")
     import keras
@@ -507,6 +512,7 @@ def adapt(
             JUNK_SHARE,
             PAIR_SHARE,
             branched_ones=flagged_share > 0,
+            one_pair_share=one_pair_share,
         )
         x_epoch = np.concatenate([harvest_x[train], harvest_x[train], x_mnist[sample], x_aug])
         y_epoch = np.concatenate([harvest_y[train], harvest_y[train], y_mnist[sample], y_aug])
@@ -531,6 +537,11 @@ def adapt(
             + ", ".join(f"{q} {share:.0%}" for q, share in ADAPT_QUALITIES)
             + f"; seeds from {seed}), each twice per epoch, plus {per_epoch:,} MNIST "
             "train digits clean and augmented with not-a-digit images per epoch"
+            + (
+                f", {one_pair_share:.0%} of that many again 1s written into a neighbour"
+                if one_pair_share
+                else ""
+            )
         ),
         "harvest": {
             "digits": int(len(harvest_x)),

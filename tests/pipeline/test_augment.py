@@ -10,8 +10,10 @@ from pipeline.augment import (
     augmented_epoch,
     branched_one,
     crossed_seven,
+    digit_pair,
     flagged_ones,
     junk,
+    one_in_pair,
     to_canvas,
 )
 from pipeline.evaluation import load_mnist_sample
@@ -98,3 +100,45 @@ def test_augmented_epoch_is_seeded_and_adds_not_a_digit_samples():
     assert images.shape == (50 + 5 + 4, 28, 28) and images.dtype == np.uint8  # 10% + 8%
     assert np.array_equal(labels[:50], y) and np.all(labels[50:] == NOT_A_DIGIT)
     assert not np.array_equal(images[:50], x)  # distorted, not copies
+
+
+def ring() -> np.ndarray:
+    """A '0': an ellipse outline 12 px wide, (28, 28) uint8."""
+    import cv2
+
+    digit = np.zeros((28, 28), np.uint8)
+    cv2.ellipse(digit, (14, 14), (6, 10), 0, 0, 360, 255, 2)
+    return digit
+
+
+def aspect(image: np.ndarray) -> float:
+    """Width over height of an image's ink."""
+    rows = np.flatnonzero(image.max(axis=1) > 64)
+    cols = np.flatnonzero(image.max(axis=0) > 64)
+    return (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)
+
+
+def test_a_one_written_into_its_neighbour_overlaps_it_more_than_a_touching_pair():
+    """``digit_pair`` writes two digits -2..2 px apart; ``one_in_pair`` sinks the 1 into its
+    neighbour by up to 60% of the 1's width (here 8 px): on average the pair is narrower."""
+    one = np.zeros((28, 28), np.uint8)
+    one[4:24, 10:18] = 255
+    zero = ring()
+    inside = [aspect(one_in_pair(one, zero, np.random.default_rng(seed))) for seed in range(100)]
+    touching = [aspect(digit_pair(one, zero, np.random.default_rng(seed))) for seed in range(100)]
+    assert all(image_aspect > 0 for image_aspect in inside)
+    assert np.mean(inside) < np.mean(touching) - 0.03
+
+
+def test_ones_in_pairs_are_added_after_the_other_images_without_changing_them():
+    x, y = load_mnist_sample()
+    x, y = x[:50], y[:50]
+    plain = augmented_epoch(x, y, np.random.default_rng(3))
+    with_pairs = augmented_epoch(x, y, np.random.default_rng(3), one_pair_share=0.2)
+    assert np.array_equal(with_pairs[0][: len(plain[0])], plain[0])
+    assert len(with_pairs[0]) == len(plain[0]) + 10
+    assert np.all(with_pairs[1][len(plain[1]) :] == NOT_A_DIGIT)
+    no_ones = y != 1
+    without_ones = augmented_epoch(x[no_ones], y[no_ones], np.random.default_rng(3), 0.1, 0.08)
+    again = augmented_epoch(x[no_ones], y[no_ones], np.random.default_rng(3), one_pair_share=0.2)
+    assert np.array_equal(without_ones[0], again[0])

@@ -105,7 +105,11 @@ def test_models_adapted_from_different_bases_are_not_averaged(tmp_path):
 
 @pytest.mark.parametrize(
     "options, named",
-    [({"flagged_share": 1.5}, "flagged 1s"), ({"mnist_per_epoch": -1}, "per epoch")],
+    [
+        ({"flagged_share": 1.5}, "flagged 1s"),
+        ({"mnist_per_epoch": -1}, "per epoch"),
+        ({"one_pair_share": -0.1}, "1s in a pair"),
+    ],
 )
 def test_adapt_refuses_a_bad_option_before_any_work(tmp_path, options, named):
     """No telegram is written and no model loaded: the base and data are never touched."""

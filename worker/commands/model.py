@@ -58,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "augmentation draws the branched flag (augment.branched_one) too",
     )
     adapt.add_argument(
+        "--one-pairs",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="1s written into a neighbour (augment.one_in_pair), taught as not a digit, "
+        "as a share of each epoch's MNIST digits (0)",
+    )
+    adapt.add_argument(
         "--mnist-per-epoch",
         type=int,
         default=ADAPT_MNIST_PER_EPOCH,
@@ -194,6 +202,7 @@ def run_adapt(args: argparse.Namespace) -> int:
             log=log,
             flagged_share=args.flagged_ones,
             mnist_per_epoch=args.mnist_per_epoch,
+            one_pair_share=args.one_pairs,
         )
     facts = {
         "training_data": base_card.get("training_data", "see the base model's card"),
