@@ -338,13 +338,15 @@ def one_in_pair(one: np.ndarray, neighbour: np.ndarray, rng: np.random.Generator
     """A (28, 28) 1 written into its (28, 28) neighbour, reframed as ONE image: not a digit.
 
     The 1 stands left or right of the neighbour, overlapping it by 0 to ``ONE_OVERLAP`` of
-    the 1's own width. ``digit_pair``'s gaps of -2..2 px rarely make a 1 enter the other
-    digit, and a 1 inside a 0 reads as a confident "0" (the real 2019 telegram's "10"), so
-    the segmentation never tries the cut. Returns (28, 28) uint8.
+    the 1's own width, never by more than the neighbour is wide (a slanted 1 can be wider
+    than a narrow neighbour). ``digit_pair``'s gaps of -2..2 px rarely make a 1 enter the
+    other digit, and a 1 inside a 0 reads as a confident "0" (the real 2019 telegram's
+    "10"), so the segmentation never tries the cut. Returns (28, 28) uint8.
     """
     stroke = _columns_of_ink(one)
     other = _columns_of_ink(neighbour)
     overlap = int(round(rng.uniform(0.0, ONE_OVERLAP) * stroke.shape[1]))
+    overlap = min(overlap, other.shape[1])
     pieces = [stroke, other] if rng.random() < 0.5 else [other, stroke]
     return _side_by_side(pieces, -overlap, rng)
 

@@ -130,6 +130,19 @@ def test_a_one_written_into_its_neighbour_overlaps_it_more_than_a_touching_pair(
     assert np.mean(inside) < np.mean(touching) - 0.03
 
 
+def test_a_wide_slanted_one_beside_a_narrow_neighbour_stays_on_its_side():
+    """The overlap is capped by the neighbour's width: a 20 px wide slanted 1 never passes
+    beyond a 2 px wide neighbour (which once drew it off the canvas)."""
+    slanted = np.zeros((28, 28), np.uint8)
+    for row in range(4, 24):
+        slanted[row, 24 - row : 27 - row] = 255
+    narrow = np.zeros((28, 28), np.uint8)
+    narrow[4:24, 13:15] = 255
+    for seed in range(40):
+        image = one_in_pair(slanted, narrow, np.random.default_rng(seed))
+        assert image.shape == (28, 28) and image.max() > 0
+
+
 def test_ones_in_pairs_are_added_after_the_other_images_without_changing_them():
     x, y = load_mnist_sample()
     x, y = x[:50], y[:50]
