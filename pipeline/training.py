@@ -577,7 +577,8 @@ def average_models(paths: Sequence[Path]) -> tuple[object, dict]:
     the run-to-run swing of any one of them (a few digits of MNIST test, a wide 0 read whole
     or cut) averages out. Every weight is averaged, batch normalisation's moving statistics
     too. Models whose weights are shaped otherwise, or whose cards name another base
-    (``adapted_from``), raise BadInput. Returns (model, facts for the card: the base's
+    (``adapted_from``'s sha256), raise BadInput. A member that is itself an average counts
+    once: average averages of as many members each. Returns (model, facts for the card: the base's
     facts, the members' seed and epochs when they share them, else None, and the members).
     """
     import keras
@@ -586,7 +587,8 @@ def average_models(paths: Sequence[Path]) -> tuple[object, dict]:
     if len(paths) < 2:
         raise BadInput(f"averaging needs at least two models, got {len(paths)}")
     cards = [read_card(path) for path in paths]
-    bases = {json.dumps(card.get("adapted_from"), sort_keys=True) for card in cards}
+    # The base is its file's hash: its name is how each run happened to call it.
+    bases = {str((card.get("adapted_from") or {}).get("sha256")) for card in cards}
     if len(bases) > 1:
         raise BadInput(f"the models were adapted from different bases: {sorted(bases)}")
     models = []

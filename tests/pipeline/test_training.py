@@ -103,6 +103,21 @@ def test_models_adapted_from_different_bases_are_not_averaged(tmp_path):
         average_models([tmp_path / "one.keras", tmp_path / "other.keras"])
 
 
+def test_one_base_under_two_names_is_one_base(tmp_path):
+    """A member's card names its base as its run called it ("base.keras", "default.keras at
+    commit 16d6788"): the hash says whether it is the same base."""
+    import json
+
+    from pipeline.training import average_models
+
+    for name, base in (("one", "base.keras"), ("other", "default.keras at commit 16d6788")):
+        _saved_model(tmp_path / f"{name}.keras", 1)
+        card = {"adapted_from": {"file": base, "sha256": "aaa"}}
+        (tmp_path / f"{name}.card.json").write_text(json.dumps(card))
+    _, facts = average_models([tmp_path / "one.keras", tmp_path / "other.keras"])
+    assert len(facts["averaged_from"]) == 2
+
+
 @pytest.mark.parametrize(
     "options, named",
     [
