@@ -448,3 +448,62 @@ def test_columns_get_no_second_look_against_a_sobres_no_column_confirms():
         assert (out[first].value, out[total].value) == (238, 29)
         assert Flag.SUM_MISMATCH in out[total].flags
     assert Flag.SUM_MISMATCH in out["header:sobres"].flags
+
+
+def _read_cell(cell: np.ndarray, max_value: int):
+    """A cell image (dark ink on white) segmented, classified and decoded as ``decode_fields``
+    does: (the reading of all its pieces, the reading ``one_of_two_numbers`` makes of it,
+    the readings of its two groups apart, or () when there are none)."""
+    from pipeline.decode import decode_cell
+    from pipeline.read import _groups_apart, classify_segmentations, one_of_two_numbers
+
+    (segmentation,), batch = classify_segmentations([segment_cell(cell)], classifier())
+
+    def decode(cells):
+        return decode_cell(cells, batch.probs_of, max_value=max_value)
+
+    whole = decode(segmentation)
+    groups = tuple(decode(group) for group in _groups_apart(segmentation))
+    return whole, one_of_two_numbers(whole, segmentation, decode), groups
+
+
+def _two_numbers(gap: int) -> np.ndarray:
+    """A cell with "64" and "51" written ``gap`` px apart (the digits 2 px apart)."""
+    digits = [digit(6), digit(4), digit(5), digit(1)]
+    cell, _ = compose(digits, gaps=[2, gap, 2])
+    return cell
+
+
+def test_two_numbers_far_apart_read_as_one_of_them_for_the_sum_rule_to_choose():
+    """A number crossed out with its correction beside it, the strike missed: "6451" is
+    above the form's bound (350). Its two groups are a digit's height apart or more, so the
+    cell reads as one of them, both kept as alternatives at half their probability, flagged
+    LOW_CONFIDENCE (never accepted as read), no longer ILLEGIBLE."""
+    from pipeline.decode import Flag
+
+    whole, reading, groups = _read_cell(_two_numbers(gap=60), max_value=350)
+    assert whole.value is None and Flag.ILLEGIBLE in whole.flags
+    assert len(groups) == 2
+    best = {group.text for group in groups}
+    assert reading.text in best and reading.value == int(reading.text)
+    assert {text for text, _ in reading.alternatives[:2]} == best
+    assert reading.confidence <= 0.5
+    assert Flag.LOW_CONFIDENCE in reading.flags and Flag.ILLEGIBLE not in reading.flags
+
+
+def test_digits_written_close_stay_one_illegible_number():
+    """The same four digits 2-6 px apart are one number, and "6451" stays ILLEGIBLE."""
+    from pipeline.decode import Flag
+
+    whole, reading, groups = _read_cell(_two_numbers(gap=6), max_value=350)
+    assert groups == ()
+    assert reading is whole and reading.value is None and Flag.ILLEGIBLE in reading.flags
+
+
+def test_a_possible_number_with_a_wide_gap_is_read_as_it_is():
+    """Only an ILLEGIBLE reading is split: "64" and "5" far apart read "645" under a bound of
+    999 as before."""
+    cell, _ = compose([digit(6), digit(4), digit(5)], gaps=[2, 60])
+    whole, reading, groups = _read_cell(cell, max_value=999)
+    assert len(groups) == 2 and whole.value is not None
+    assert reading is whole
