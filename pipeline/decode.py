@@ -162,7 +162,10 @@ class NumberReading:
     ILLEGIBLE); confidence: calibrated probability that value is right, 0..1;
     digit_probs: (k, C) float calibrated class probabilities of the k digit pieces;
     alternatives: ((text, probability), ...) most probable digit strings, best first;
-    flags: frozenset of Flag.
+    flags: frozenset of Flag;
+    either_or: the alternatives are two numbers written apart in the cell, each at about half
+    (``pipeline.read.one_of_two_numbers``): the doubt in the value is which of them, not a
+    misreading, so the rules that weigh a misreading against a writer's slip leave it alone.
     """
 
     value: int | None
@@ -171,6 +174,7 @@ class NumberReading:
     digit_probs: np.ndarray
     alternatives: tuple[tuple[str, float], ...]
     flags: frozenset[Flag] = field(default_factory=frozenset)
+    either_or: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -879,8 +883,10 @@ def _lone_outlier(
     misread than miswritten by at least ``min_posterior`` (``_misread_posterior``), as any
     correction of the rule: CORRECTED_BY_SUM (a "171" whose 7 and 1 ran together, read "17").
     A sobres alone at odds is left to the other columns (``pipeline.read.apply_rules``).
-    None when the rows add up to neither."""
-    if total.value is None or sobres.value is None or any(row.value is None for row in rows):
+    None when the rows add up to neither, or a cell is unread or two numbers written apart
+    (``NumberReading.either_or``: its doubt is which of them, not a misreading)."""
+    cells = [*rows, total, sobres]
+    if any(cell.value is None or cell.either_or for cell in cells):
         return None
     counted = sum(row.value for row in rows)
     if counted == sobres.value:
@@ -932,10 +938,13 @@ def resolve_against_sobres(
     a bad page, and one left free to take any value absorbs the column's other misreadings:
     a row read "0" for 10 and one read "18" for 65 beside an illegible 0 made 57, all
     accepted, in the demo's 2019 telegrams; checking columns of an illegible total against
-    sobres alone made wrong corrections too, 2026-12-05); rows that add up, as read, to
+    sobres alone made wrong corrections too, 2026-12-05); a total or a row holding two
+    numbers written apart (``NumberReading.either_or``); rows that add up, as read, to
     sobres or to the total (one cell at odds, which ``_lone_outlier`` weighs, a writer's
     slip among its explanations). sobres, confirmed, is never the cell changed."""
     if total.value is None or sobres.value is None or total.value == sobres.value:
+        return None
+    if any(cell.either_or for cell in (*rows, total)):
         return None
     counted = [row.value for row in rows]
     if None in counted or sum(counted) in (total.value, sobres.value):  # type: ignore[arg-type]

@@ -677,3 +677,50 @@ def test_the_shipped_default_model_has_a_fitted_calibration():
     from pipeline.model import DigitClassifier
 
     assert DigitClassifier.load("default").version in CALIBRATIONS
+
+
+def either_or(first: str, second: str) -> NumberReading:
+    """A cell holding two numbers written apart, read as ``pipeline.read.one_of_two_numbers``
+    reads it: each at half its probability, the first the value, LOW_CONFIDENCE."""
+    from dataclasses import replace
+
+    alternatives = ((first, 0.5), (second, 0.49))
+    return replace(
+        reading(first),
+        confidence=0.5,
+        alternatives=alternatives,
+        flags=frozenset({Flag.LOW_CONFIDENCE}),
+        either_or=True,
+    )
+
+
+def test_a_total_of_two_numbers_apart_is_not_weighed_as_a_misreading():
+    """Rows and sobres say 250; the total holds "230" and "235" written apart. That neither
+    is 250 is no misreading (each group reads surely): a writer's slip or a struck-out
+    number explains it, so the total is flagged, not made 250. The same "230" at 0.5 read
+    as one number is misread rather than miswritten, and takes the sum."""
+    rows, sobres = [reading("200"), reading("50")], reading("250")
+    doubtful = replace_confidence(reading("230"), 0.5)
+    assert apply_sum_rule(rows, doubtful, sobres).total.value == 250
+    result = apply_sum_rule(rows, either_or("230", "235"), sobres)
+    assert result.total.value == 230 and Flag.SUM_MISMATCH in result.total.flags
+    assert not result.total.accepted
+
+
+def test_a_column_of_two_numbers_apart_gets_no_second_look_against_sobres():
+    """The second look (a misread total and one misread row against a confirmed sobres)
+    judges the total misread from its doubt; a total of two numbers written apart has
+    none of that doubt, nor has a row of them."""
+    rows, sobres = column_of_239(), reading("239")
+    assert resolve_against_sobres(rows, decode_number(probs_for("29", 0.7)), sobres) is not None
+    assert resolve_against_sobres(rows, either_or("29", "23"), sobres) is None
+    rows_apart = [reading("120"), either_or("36", "1"), reading("84")]
+    assert resolve_against_sobres(rows_apart, decode_number(probs_for("29", 0.7)), sobres) is None
+
+
+def replace_confidence(number: NumberReading, confidence: float) -> NumberReading:
+    """``number`` with its best alternative and confidence at ``confidence``."""
+    from dataclasses import replace
+
+    text = number.text or ""
+    return replace(number, confidence=confidence, alternatives=((text, confidence),))

@@ -489,6 +489,7 @@ def test_two_numbers_far_apart_read_as_one_of_them_for_the_sum_rule_to_choose():
     assert {text for text, _ in reading.alternatives[:2]} == best
     assert reading.confidence <= 0.5
     assert Flag.LOW_CONFIDENCE in reading.flags and Flag.ILLEGIBLE not in reading.flags
+    assert reading.either_or and not whole.either_or
 
 
 def test_digits_written_close_stay_one_illegible_number():
