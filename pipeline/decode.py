@@ -885,8 +885,8 @@ def _lone_outlier(
     A sobres alone at odds is left to the other columns (``pipeline.read.apply_rules``).
     None when the rows add up to neither, or a cell is unread or two numbers written apart
     (``NumberReading.either_or``: its doubt is which of them, not a misreading)."""
-    cells = [*rows, total, sobres]
-    if any(cell.value is None or cell.either_or for cell in cells):
+    readings = [*rows, total, sobres]
+    if any(cell.value is None or cell.either_or for cell in readings):
         return None
     counted = sum(row.value for row in rows)
     if counted == sobres.value:
@@ -895,7 +895,6 @@ def _lone_outlier(
         odd_index = len(rows) + 1
     else:
         return None
-    readings = [*rows, total, sobres]
     agree_index = 2 * len(rows) + 1 - odd_index  # the other of total (n) and sobres (n + 1)
     lone = _doubt(readings[odd_index])
     agree = _doubt(readings[agree_index]) * UNEXPLAINED_MISREADING

@@ -565,14 +565,15 @@ def one_of_two_numbers(
     segmentation: CellSegmentation,
     decode: Callable[[CellSegmentation], NumberReading],
 ) -> NumberReading:
-    """An ILLEGIBLE reading (too many digits, or above the bound) of a cell holding two
-    groups of pieces far apart (``_groups_apart``) read as one of them: each group is read
-    alone (``decode``), and the cell's alternatives are both groups' readings at half their
-    probability, even odds on which group is the number (the correction written right of a
-    number whose strike the segmentation missed, or a count left of a stray mark); the sum
-    rule says which (``NumberReading.either_or``: not the rules that weigh a misreading).
-    The best of them is the value, flagged LOW_CONFIDENCE; below ILLEGIBLE_BELOW the reading
-    stays ILLEGIBLE. Any other reading is returned as it is.
+    """An ILLEGIBLE reading (too many digits, above the bound, or too unsure) of a cell
+    holding two groups of pieces far apart (``_groups_apart``) read as one of them: each
+    group is read alone (``decode``), and the cell's alternatives, in place of the whole's,
+    are both groups' readings at half their probability, even odds on which group is the
+    number (the correction written right of a number whose strike the segmentation missed,
+    or a count left of a stray mark); the sum rule says which (``NumberReading.either_or``:
+    not the rules that weigh a misreading). The best of them is the value, flagged
+    LOW_CONFIDENCE; below ILLEGIBLE_BELOW the reading stays ILLEGIBLE. Any other reading is
+    returned as it is.
     On seed 7 (100 telegrams) 1 / 3 / 11 more cells (MNIST / USPS / hard) read right before
     the sum rule, none wrong that was right."""
     if reading.value is not None or Flag.ILLEGIBLE not in reading.flags:
