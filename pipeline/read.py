@@ -545,11 +545,13 @@ GROUPS_APART = 1.0
 
 def _groups_apart(segmentation: CellSegmentation) -> tuple[CellSegmentation, ...]:
     """The cell's pieces split at their widest gap into two groups, when that gap is at least
-    GROUPS_APART of the tallest piece's height; else ()."""
+    GROUPS_APART of the tallest piece's height; else (). A gap runs from the right edge of
+    all the pieces left of it (a wide piece may reach past a narrow one inside it)."""
     pieces = sorted(segmentation.pieces, key=lambda piece: piece.box[0])
     if len(pieces) < 2:
         return ()
-    gaps = [right.box[0] - left.box[2] for left, right in itertools.pairwise(pieces)]
+    reach = itertools.accumulate((piece.box[2] for piece in pieces), max)
+    gaps = [right.box[0] - edge for edge, right in zip(reach, pieces[1:], strict=False)]
     widest = int(np.argmax(gaps))
     tallest = max(piece.box[3] - piece.box[1] for piece in pieces)
     if gaps[widest] < GROUPS_APART * tallest:

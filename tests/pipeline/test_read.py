@@ -508,3 +508,27 @@ def test_a_possible_number_with_a_wide_gap_is_read_as_it_is():
     whole, reading, groups = _read_cell(cell, max_value=999)
     assert len(groups) == 2 and whole.value is not None
     assert reading is whole
+
+
+def test_a_gap_is_measured_from_the_farthest_ink_left_of_it():
+    """A wide piece (a long flag, a struck number) reaching past a narrow piece inside its
+    span leaves no gap after the narrow one: "groups apart" are apart from all the ink."""
+    from pipeline.read import _groups_apart
+    from pipeline.segment import CellSegmentation, Piece
+
+    def piece(x0: int, x1: int) -> Piece:
+        return Piece(options=(), log_priors=(), box=(x0, 10, x1, 50))
+
+    wide_over_narrow = CellSegmentation(
+        pieces=(piece(0, 100), piece(10, 20), piece(120, 150)),
+        struck_through=False,
+        ink_fraction=0.1,
+    )
+    assert _groups_apart(wide_over_narrow) == ()  # 20 px from the wide piece: one number
+    apart = CellSegmentation(
+        pieces=(piece(0, 30), piece(10, 20), piece(90, 120)),
+        struck_through=False,
+        ink_fraction=0.1,
+    )
+    left, right = _groups_apart(apart)
+    assert [p.box[0] for p in left.pieces] == [0, 10] and [p.box[0] for p in right.pieces] == [90]
