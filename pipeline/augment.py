@@ -392,15 +392,17 @@ def augmented_epoch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of (x (N, 28, 28) uint8, y (N,)) plus not-a-digit images:
     ``junk_share * N`` blobs/dashes/specks/corners, ``pair_share * N`` merged digit pairs and
-    ``one_pair_share * N`` 1s written into a neighbour (``one_in_pair``; at 0, or with no 1
-    in ``y``, no random draw is added, so earlier runs repeat draw for draw).
+    ``one_pair_share * N`` 1s written into a neighbour (``one_in_pair``; none, and no random
+    draw, when that rounds to 0 or ``y`` holds no 1, so earlier runs repeat draw for draw).
     branched_ones: as in ``augment_digit``.
 
     Returns (x_aug (M, 28, 28) uint8, y_aug (M,) int32), M = N + the not-a-digit images.
     """
     n_junk = int(round(junk_share * len(x)))
     n_pairs = int(round(pair_share * len(x)))
-    out = np.zeros((len(x) + n_junk + n_pairs, 28, 28), np.uint8)
+    ones = np.flatnonzero(np.asarray(y) == 1)
+    n_ones = int(round(one_pair_share * len(x))) if ones.size else 0
+    out = np.zeros((len(x) + n_junk + n_pairs + n_ones, 28, 28), np.uint8)
     for index in range(len(x)):
         out[index] = augment_digit(x[index], int(y[index]), rng, branched_ones)
     for index in range(len(x), len(x) + n_junk):
@@ -408,15 +410,12 @@ def augmented_epoch(
     partners = rng.integers(0, len(x), size=(n_pairs, 2))
     for offset, (a, b) in enumerate(partners):
         out[len(x) + n_junk + offset] = digit_pair(x[a], x[b], rng)
-    ones = np.flatnonzero(np.asarray(y) == 1)
-    if one_pair_share > 0 and ones.size:
-        n_ones = int(round(one_pair_share * len(x)))
+    if n_ones:  # else no draw, so that runs without them repeat draw for draw
         firsts = rng.choice(ones, n_ones)
         seconds = rng.integers(0, len(x), size=n_ones)
-        one_pairs = np.stack(
-            [one_in_pair(x[a], x[b], rng) for a, b in zip(firsts, seconds, strict=True)]
-        ).reshape(n_ones, 28, 28)
-        out = np.concatenate([out, one_pairs])
+        start = len(x) + n_junk + n_pairs
+        for offset, (a, b) in enumerate(zip(firsts, seconds, strict=True)):
+            out[start + offset] = one_in_pair(x[a], x[b], rng)
     not_digits = np.full(len(out) - len(x), NOT_A_DIGIT, np.int32)
     labels = np.concatenate([np.asarray(y, np.int32), not_digits])
     return out, labels

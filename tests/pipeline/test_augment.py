@@ -155,3 +155,5 @@ def test_ones_in_pairs_are_added_after_the_other_images_without_changing_them():
     without_ones = augmented_epoch(x[no_ones], y[no_ones], np.random.default_rng(3), 0.1, 0.08)
     again = augmented_epoch(x[no_ones], y[no_ones], np.random.default_rng(3), one_pair_share=0.2)
     assert np.array_equal(without_ones[0], again[0])
+    too_few = augmented_epoch(x, y, np.random.default_rng(3), one_pair_share=0.005)  # 0.25
+    assert np.array_equal(too_few[0], plain[0])
