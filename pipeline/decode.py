@@ -943,10 +943,9 @@ def resolve_against_sobres(
     slip among its explanations). sobres, confirmed, is never the cell changed."""
     if total.value is None or sobres.value is None or total.value == sobres.value:
         return None
-    if any(cell.either_or for cell in (*rows, total)):
+    if total.either_or or any(row.value is None or row.either_or for row in rows):
         return None
-    counted = [row.value for row in rows]
-    if None in counted or sum(counted) in (total.value, sobres.value):  # type: ignore[arg-type]
+    if sum(row.value for row in rows) in (total.value, sobres.value):  # type: ignore[misc]
         return None
     posterior = _misread_posterior(total, sobres.value, 0.0)
     if posterior < min_posterior:

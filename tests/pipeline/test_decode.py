@@ -694,6 +694,14 @@ def either_or(first: str, second: str) -> NumberReading:
     )
 
 
+def replace_confidence(number: NumberReading, confidence: float) -> NumberReading:
+    """``number`` with its best alternative and confidence at ``confidence``."""
+    from dataclasses import replace
+
+    text = number.text or ""
+    return replace(number, confidence=confidence, alternatives=((text, confidence),))
+
+
 def test_a_total_of_two_numbers_apart_is_not_weighed_as_a_misreading():
     """Rows and sobres say 250; the total holds "230" and "235" written apart. That neither
     is 250 is no misreading (each group reads surely): a writer's slip or a struck-out
@@ -716,11 +724,3 @@ def test_a_column_of_two_numbers_apart_gets_no_second_look_against_sobres():
     assert resolve_against_sobres(rows, either_or("29", "23"), sobres) is None
     rows_apart = [reading("120"), either_or("36", "1"), reading("84")]
     assert resolve_against_sobres(rows_apart, decode_number(probs_for("29", 0.7)), sobres) is None
-
-
-def replace_confidence(number: NumberReading, confidence: float) -> NumberReading:
-    """``number`` with its best alternative and confidence at ``confidence``."""
-    from dataclasses import replace
-
-    text = number.text or ""
-    return replace(number, confidence=confidence, alternatives=((text, confidence),))
