@@ -578,8 +578,9 @@ def average_models(paths: Sequence[Path]) -> tuple[object, dict]:
     or cut) averages out. Every weight is averaged, batch normalisation's moving statistics
     too. Models whose weights are shaped otherwise, or whose cards name another base
     (``adapted_from``'s sha256), raise BadInput. A member that is itself an average counts
-    once: average averages of as many members each. Returns (model, facts for the card: the base's
-    facts, the members' seed and epochs when they share them, else None, and the members).
+    once: average averages of as many members each. Returns (model, facts for the card: the
+    base's facts, the members' seed and epochs when they share them, else None, and the
+    members).
     """
     import keras
 
